@@ -1,0 +1,70 @@
+"""PyTorch engine: the training modules themselves, run in inference mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ranksam_ros.backends.base import BOX_LABELS, Encoded, ModelInfo
+from ranksam_ros.modeling.ranksam import RankSam
+
+
+class TorchBackend:
+    """Run a :class:`RankSam` with numpy in/out.
+
+    Args:
+        model: The model (set to eval mode here).
+        threads: Intra-op CPU threads (0 keeps torch's default).
+        device: ``cpu`` or ``cuda``.
+    """
+
+    def __init__(self, model: RankSam, threads: int = 0, device: str = "cpu") -> None:
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        arch = model.arch
+        predictor = model.prompt_predictor
+        self.info = ModelInfo(
+            model_id=model.model_id,
+            input_size=arch.img_size,
+            pixel_mean=tuple(arch.pixel_mean),
+            pixel_std=tuple(arch.pixel_std),
+            mask_size=arch.mask_size,
+            class_names=tuple(predictor.class_names) if predictor is not None else (),
+        )
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device)
+
+    @torch.inference_mode()
+    def encode(self, image: np.ndarray) -> Encoded:
+        embedding = self.model.encode(self._tensor(image))
+        ranks = self.model.active_ranks()
+        layer_ranks = {name: float(r.float().mean()) for name, r in ranks.items()}
+        mean = float(np.mean(list(layer_ranks.values()))) if layer_ranks else None
+        return Encoded(embedding.cpu().numpy(), mean, layer_ranks)
+
+    @torch.inference_mode()
+    def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> np.ndarray:
+        if self.model.prompt_predictor is None:
+            raise RuntimeError(f"model {self.info.model_id} has no prompt predictor")
+        maps = self.model.prompt_predictor(self._tensor(encoded.embedding), self._tensor(image))
+        return maps[0].cpu().numpy()
+
+    @torch.inference_mode()
+    def decode(
+        self, encoded: Encoded, coords: np.ndarray, labels: np.ndarray, multimask: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        embedding = self._tensor(encoded.embedding)
+        coords_t, labels_t = self._tensor(coords), self._tensor(labels)
+        is_box = labels.shape[1] == 2 and np.all(labels == np.asarray(BOX_LABELS, np.float32))
+        if is_box:
+            logits, iou = self.model.decode(
+                embedding, boxes=coords_t.reshape(-1, 4), multimask=multimask
+            )
+        else:
+            if np.any(labels >= 2):
+                raise ValueError("box corners (labels 2, 3) must form whole (N, 2) box prompts")
+            logits, iou = self.model.decode(embedding, coords_t, labels_t, multimask=multimask)
+        return logits.cpu().numpy(), iou.cpu().numpy()

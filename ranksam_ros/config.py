@@ -1,0 +1,276 @@
+"""Frozen config dataclasses: the single source of every default.
+
+YAML files, ``--set key=value`` overrides and ROS parameters all go through
+:func:`ranksam_ros.config_loader.from_dict`, which refuses unknown keys. Each class
+validates its own ranges in ``__post_init__`` so a bad value fails where it is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CAMVID_CLASSES: tuple[str, ...] = (
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "sign_symbol",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
+)
+CAMVID_IGNORE_LABEL = 11
+DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "lowlight", "fog", "motion")
+TRAIN_DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "lowlight", "fog")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    _check(value in allowed, f"{name}={value!r} is not one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class SamArchConfig:
+    """Numbers of a SAM built from segment-anything's own classes (see modeling/build.py)."""
+
+    img_size: int = 256
+    patch_size: int = 16
+    embed_dim: int = 192
+    depth: int = 6
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    out_chans: int = 128
+    window_size: int = 4
+    global_attn_indexes: tuple[int, ...] = (2, 5)
+    use_rel_pos: bool = True
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 512
+    decoder_heads: int = 4
+    iou_head_hidden_dim: int = 128
+    mask_in_chans: int = 16
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+
+    def __post_init__(self) -> None:
+        _check(self.img_size % self.patch_size == 0, "img_size must be a multiple of patch_size")
+        _check(self.embed_dim % self.num_heads == 0, "embed_dim must divide by num_heads")
+        _check(
+            all(0 <= i < self.depth for i in self.global_attn_indexes), "bad global_attn_indexes"
+        )
+
+    @property
+    def embedding_size(self) -> int:
+        """Side of the image-embedding grid (tokens per side)."""
+        return self.img_size // self.patch_size
+
+    @property
+    def mask_size(self) -> int:
+        """Side of the decoder's low-resolution mask logits (4x the embedding grid)."""
+        return 4 * self.embedding_size
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Low-rank adapters on encoder-block linears.
+
+    ``kind``: ``gated_rank`` (RankSAM/GaRA per-image gated rank-1 components) or ``lora``.
+    ``target_modules``: regular expressions matched (fullmatch) against module names inside
+    one encoder block, e.g. ``attn.qkv``, ``attn.proj``, ``mlp.lin[12]``.
+    ``layers``: encoder block indices to adapt; empty means all blocks.
+    """
+
+    kind: str = "gated_rank"
+    target_modules: tuple[str, ...] = ("attn.qkv", "attn.proj")
+    layers: tuple[int, ...] = ()
+    rank: int = 8
+    rank_low: int = 4
+    rank_high: int = 16
+    alpha: float = 0.0
+    gate_hidden: int = 64
+    hierarchy: str = "independent"
+    tau: float = 1.0
+    gate_bias_init: float = 2.0
+
+    def __post_init__(self) -> None:
+        _check_choice("adapter.kind", self.kind, ("gated_rank", "lora"))
+        _check_choice("adapter.hierarchy", self.hierarchy, ("independent", "nested", "flat"))
+        _check(len(self.target_modules) > 0, "adapter.target_modules must not be empty")
+        for name, value in (("rank", self.rank), ("rank_low", self.rank_low)):
+            _check(value >= 1, f"adapter.{name} must be >= 1, got {value}")
+        _check(self.rank_high >= 0, "adapter.rank_high must be >= 0")
+        _check(self.tau > 0, f"adapter.tau must be > 0, got {self.tau}")
+        _check(self.alpha >= 0, "adapter.alpha must be >= 0 (0 means scale 1)")
+
+
+@dataclass(frozen=True)
+class DegradeConfig:
+    """Synthetic camera degradations applied on the fly (adapter training)."""
+
+    kinds: tuple[str, ...] = TRAIN_DEGRADATIONS
+    clean_prob: float = 0.2
+    severities: tuple[int, ...] = (1, 2, 3)
+
+    def __post_init__(self) -> None:
+        for kind in self.kinds:
+            _check_choice("degrade.kinds", kind, DEGRADATIONS)
+        _check(0.0 <= self.clean_prob <= 1.0, "degrade.clean_prob must be in [0, 1]")
+        _check(all(s in (1, 2, 3) for s in self.severities), "degrade.severities must be 1, 2 or 3")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data lives and how segments and prompts are sampled."""
+
+    root: str = ""
+    class_names: tuple[str, ...] = CAMVID_CLASSES
+    train_split: str = "train"
+    val_split: str = "val"
+    num_classes: int = 11
+    ignore_label: int = CAMVID_IGNORE_LABEL
+    min_segment_area: int = 64
+    prompts_per_image: int = 16
+    point_prompt_prob: float = 0.3
+    box_jitter: float = 0.1
+    zoom_prob: float = 0.5
+    max_zoom: float = 1.6
+    flip: bool = True
+    color_jitter: float = 0.2
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
+    apply_degrade: bool = False
+    cache_images: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.min_segment_area >= 1, "data.min_segment_area must be >= 1")
+        _check(self.prompts_per_image >= 1, "data.prompts_per_image must be >= 1")
+        _check(0.0 <= self.point_prompt_prob <= 1.0, "data.point_prompt_prob must be in [0, 1]")
+        _check(self.max_zoom >= 1.0, "data.max_zoom must be >= 1")
+        _check(
+            len(self.class_names) == self.num_classes,
+            "data.class_names must list num_classes names",
+        )
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up and cosine decay; the run ends at ``steps`` or ``time_limit_min``."""
+
+    steps: int = 4000
+    batch_size: int = 4
+    lr: float = 1e-3
+    gate_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    time_limit_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, "optim.steps must be >= 1")
+        _check(self.batch_size >= 1, "optim.batch_size must be >= 1")
+        _check(self.lr > 0, "optim.lr must be > 0")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Mask loss: BCE + dice (+ optional focal, SAM's choice), MSE on predicted IoU.
+
+    From-scratch training stalls on SAM's focal-dominated 20:1 mix (all-background is a deep
+    local minimum for tiny segments); BCE + dice as in Mask2Former learns from the first steps.
+
+    ``point_samples`` > 0 computes the mask loss on that many input-pixel points per mask
+    (bilinear logits, mostly uncertain points); 0 uses the mask grid.
+    """
+
+    focal_weight: float = 0.0
+    bce_weight: float = 5.0
+    dice_weight: float = 5.0
+    iou_weight: float = 1.0
+    rank_budget_weight: float = 0.0
+    point_samples: int = 4096
+    iou_samples: int = 1024
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run.
+
+    ``stage``: foundation (all of SAM), adapter (adapters only, on degraded frames) or prompt
+    (the prompt predictor on frozen embeddings).
+    """
+
+    stage: str = "foundation"
+    model: str = "tiny"
+    adapter: AdapterConfig | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    out_dir: str = "runs/train"
+    seed: int = 0
+    threads: int = 0
+    log_every: int = 20
+    save_every: int = 200
+    eval_limit: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("stage", self.stage, ("foundation", "adapter", "prompt"))
+        if self.stage == "adapter":
+            _check(self.adapter is not None, "stage=adapter needs an adapter section")
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """Automatic prompts: peak extraction on the confidence maps and redundant-prompt deletion.
+
+    Spacing is in cells of the confidence grid (twice the token grid: 8 input pixels per cell
+    for patch-16 encoders).
+    """
+
+    smoothing_sigma: float = 1.0
+    threshold: float = 0.3
+    min_spacing: int = 2
+    cross_class_spacing: int = 2
+    max_prompts: int = 64
+    decode_batch: int = 8
+    multimask: bool = True
+    min_pred_iou: float = 0.5
+    delete_redundant: bool = True
+    inside_mask_iou: float = 0.7
+    elimination_threshold: float = 0.0
+    class_source: str = "pooled"
+
+    def __post_init__(self) -> None:
+        _check(self.smoothing_sigma >= 0, "prompts.smoothing_sigma must be >= 0")
+        _check(0.0 <= self.threshold <= 1.0, "prompts.threshold must be in [0, 1]")
+        _check(self.min_spacing >= 0, "prompts.min_spacing must be >= 0")
+        _check(self.cross_class_spacing >= 0, "prompts.cross_class_spacing must be >= 0")
+        _check(1 <= self.max_prompts <= 4096, "prompts.max_prompts must be in [1, 4096]")
+        _check(1 <= self.decode_batch <= 1024, "prompts.decode_batch must be in [1, 1024]")
+        _check(0.0 <= self.min_pred_iou <= 1.0, "prompts.min_pred_iou must be in [0, 1]")
+        _check(0.0 <= self.inside_mask_iou <= 1.0, "prompts.inside_mask_iou must be in [0, 1]")
+        _check(0.0 <= self.elimination_threshold <= 1.0, "prompts.elimination_threshold in [0, 1]")
+        _check_choice("prompts.class_source", self.class_source, ("prompt", "pooled"))
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything between a decoded mask and the published result."""
+
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    mask_threshold: float = 0.0
+    nms_iou: float = 0.7
+    min_area: int = 16
+    max_instances: int = 100
+    score_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.nms_iou <= 1.0, "nms_iou must be in (0, 1]")
+        _check(self.min_area >= 0, "min_area must be >= 0")
+        _check(1 <= self.max_instances <= 65535, "max_instances must be in [1, 65535]")
+        _check(0.0 <= self.score_threshold <= 1.0, "score_threshold must be in [0, 1]")

@@ -1,0 +1,88 @@
+"""RankSam: segment-anything's ``Sam`` plus adapters and (optionally) a prompt predictor.
+
+The wrapper adds no numerics of its own: encoding is SAM's image encoder (with whatever
+adapters were injected into it), decoding is SAM's prompt encoder and mask decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from segment_anything.modeling import Sam
+from torch import nn
+
+from ranksam_ros.adapters.inject import active_ranks
+from ranksam_ros.config import AdapterConfig, SamArchConfig
+
+
+class RankSam(nn.Module):
+    """SAM with optional encoder adapters.
+
+    Args:
+        sam: A segment-anything ``Sam``.
+        arch: Its architecture numbers (input size, normalisation, grid sizes).
+        model_id: Human-readable identity, e.g. ``camvid-tiny+gated``.
+    """
+
+    def __init__(self, sam: Sam, arch: SamArchConfig, model_id: str) -> None:
+        super().__init__()
+        self.sam = sam
+        self.arch = arch
+        self.model_id = model_id
+        self.adapter_cfg: AdapterConfig | None = None
+        self.prompt_predictor: nn.Module | None = None
+
+    @property
+    def image_encoder(self) -> nn.Module:
+        return self.sam.image_encoder
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Image embeddings.
+
+        Args:
+            images: Normalised, padded input ``(B, 3, S, S)``.
+
+        Returns:
+            ``(B, C, S/p, S/p)``; adapter gates are computed per image inside the encoder.
+        """
+        return self.sam.image_encoder(images)
+
+    def decode(
+        self,
+        embedding: torch.Tensor,
+        points: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        multimask: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask logits for N prompts on one image.
+
+        Args:
+            embedding: One image's embedding ``(1, C, h, w)``.
+            points: Point coordinates in input pixels ``(N, P, 2)`` (x, y).
+            labels: Point labels ``(N, P)``: 1 foreground, 0 background, -1 padding.
+            boxes: Boxes in input pixels ``(N, 4)`` as x0, y0, x1, y1.
+            multimask: Return SAM's three ambiguity masks instead of the single one.
+
+        Returns:
+            Low-resolution logits ``(N, 1|3, 4h, 4w)`` and predicted IoU ``(N, 1|3)``.
+        """
+        point_arg = (points, labels) if points is not None else None
+        sparse, dense = self.sam.prompt_encoder(points=point_arg, boxes=boxes, masks=None)
+        return self.sam.mask_decoder(
+            image_embeddings=embedding,
+            image_pe=self.sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+        )
+
+    def active_ranks(self) -> dict[str, torch.Tensor]:
+        """Per adapted layer, the active rank of each image of the last encoding, ``(B,)``."""
+        return active_ranks(self.sam.image_encoder)
+
+    def mean_active_rank(self) -> torch.Tensor | None:
+        """Mean over gated layers of the active rank, per image ``(B,)``; None without gates."""
+        ranks = self.active_ranks()
+        if not ranks:
+            return None
+        return torch.stack(list(ranks.values())).float().mean(0)

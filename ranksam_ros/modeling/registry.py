@@ -1,0 +1,143 @@
+"""``build_model(name_or_path)``: presets, shipped models, our checkpoints and official files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ranksam_ros.adapters.io import load_adapters
+from ranksam_ros.config import SamArchConfig
+from ranksam_ros.config_loader import from_dict
+from ranksam_ros.modeling.build import (
+    ARCH_PRESETS,
+    arch_preset,
+    arch_to_dict,
+    build_sam,
+    infer_official_arch,
+)
+from ranksam_ros.modeling.checkpoint import (
+    OFFICIAL_SUFFIXES,
+    load_official_state_dict,
+    load_state_strict,
+    load_tensors,
+    save_tensors,
+)
+from ranksam_ros.modeling.ranksam import RankSam
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MODEL_FILE = "model.safetensors"
+ADAPTER_DIR = "adapters"
+
+
+def shipped_models() -> list[str]:
+    """Names of the models stored inside the package (e.g. ``camvid-tiny``)."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / MODEL_FILE).is_file())
+
+
+def resolve_model_dir(name_or_path: str) -> Path | None:
+    """Directory of a shipped model name or a model directory path, else None."""
+    if name_or_path in shipped_models():
+        return MODELS_DIR / name_or_path
+    path = Path(name_or_path)
+    if path.is_dir():
+        if not (path / MODEL_FILE).is_file():
+            raise FileNotFoundError(f"{path} is a directory without {MODEL_FILE}")
+        return path
+    return None
+
+
+def save_model(path: str | Path, model: RankSam, info: dict | None = None) -> None:
+    """Write SAM's weights (adapters excluded) with the architecture to a safetensors file."""
+    from ranksam_ros.adapters.inject import is_adapter_param
+
+    state = {k: v for k, v in model.sam.state_dict().items() if not is_adapter_param(k)}
+    if any(".base." in k for k in state):
+        raise ValueError("save the base model before injecting adapters")
+    save_tensors(path, state, {"kind": "sam", "arch": arch_to_dict(model.arch), "info": info or {}})
+
+
+def _load_checkpoint_file(path: Path) -> RankSam:
+    if path.suffix in OFFICIAL_SUFFIXES:
+        state = load_official_state_dict(path)
+        name = infer_official_arch(state)
+        sam = build_sam(ARCH_PRESETS[name])
+        load_state_strict(sam, state, str(path))
+        return RankSam(sam, ARCH_PRESETS[name], f"{name}:{path.stem}")
+    tensors, meta = load_tensors(path, "sam")
+    arch = from_dict(SamArchConfig, meta["arch"], "arch")
+    sam = build_sam(arch)
+    load_state_strict(sam, tensors, str(path))
+    return RankSam(sam, arch, path.stem)
+
+
+def build_model(
+    name_or_path: str,
+    adapter: str | None = None,
+    checkpoint: str | None = None,
+) -> RankSam:
+    """Build a ready-to-use model in eval mode.
+
+    Args:
+        name_or_path: An architecture preset (``vit_b``, ``vit_l``, ``vit_h``, ``tiny`` ...;
+            random weights unless ``checkpoint`` is given), a shipped model (``camvid-tiny``),
+            a model directory, one of our ``.safetensors`` checkpoints, or an official
+            SAM ``.pth`` file (architecture inferred from its shapes).
+        adapter: ``None``/``"none"``, an adapter name stored with the model
+            (``gated``, ``lora``), or a path to an adapter file.
+        checkpoint: Official ``.pth`` weights for an architecture preset.
+
+    Returns:
+        The model; prompt predictor attached when the model directory has one.
+    """
+    model_dir = resolve_model_dir(name_or_path)
+    if model_dir is not None:
+        model = _load_checkpoint_file(model_dir / MODEL_FILE)
+        model.model_id = model_dir.name
+    elif name_or_path in ARCH_PRESETS:
+        arch = arch_preset(name_or_path)
+        sam = build_sam(arch)
+        model = RankSam(sam, arch, name_or_path)
+        if checkpoint is not None:
+            state = load_official_state_dict(checkpoint)
+            load_state_strict(sam, state, checkpoint)
+            model.model_id = f"{name_or_path}:{Path(checkpoint).stem}"
+    elif Path(name_or_path).suffix in (".safetensors", *OFFICIAL_SUFFIXES):
+        model = _load_checkpoint_file(Path(name_or_path))
+    else:
+        raise ValueError(
+            f"unknown model {name_or_path!r}: not a preset ({', '.join(ARCH_PRESETS)}), "
+            f"a shipped model ({', '.join(shipped_models()) or 'none installed'}), "
+            "a model directory or a checkpoint file"
+        )
+    if adapter not in (None, "none"):
+        _attach_adapter(model, adapter, model_dir)
+    _attach_prompt_predictor(model, model_dir)
+    return model.eval()
+
+
+def _attach_adapter(model: RankSam, adapter: str, model_dir: Path | None) -> None:
+    path = Path(adapter)
+    if not path.is_file():
+        if model_dir is None:
+            raise FileNotFoundError(f"adapter file not found: {adapter}")
+        path = model_dir / ADAPTER_DIR / f"{adapter}.safetensors"
+        if not path.is_file():
+            available = sorted(p.stem for p in (model_dir / ADAPTER_DIR).glob("*.safetensors"))
+            raise FileNotFoundError(
+                f"model {model_dir.name} has no adapter {adapter!r}; available: "
+                f"{', '.join(available) or 'none'}, or give a file path"
+            )
+    model.adapter_cfg = load_adapters(path, model.sam.image_encoder)
+    model.model_id = f"{model.model_id}+{path.stem}"
+
+
+def _attach_prompt_predictor(model: RankSam, model_dir: Path | None) -> None:
+    """Placeholder hook filled in by the prompt predictor module when a file is present."""
+    if model_dir is None:
+        return
+    from ranksam_ros.modeling.prompt_predictor import load_prompt_predictor
+
+    path = model_dir / "prompt_predictor.safetensors"
+    if path.is_file():
+        model.prompt_predictor = load_prompt_predictor(path, model.arch)

@@ -1,0 +1,269 @@
+"""``Pipeline(backend, cfg)(image) -> Segmentation``: the runtime core, numpy only.
+
+Stages (each timed): preprocess -> encode -> prompts (predictor + peaks, or given prompts) ->
+decode with redundant-prompt deletion -> postprocess (NMS, masks in source pixels, classes,
+label maps). The encoded frame can be kept and segmented again with other prompts without a
+second encoder pass (the ROS service does this).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from ranksam_ros.backends.base import Backend, Encoded, boxes_to_prompts
+from ranksam_ros.config import PipelineConfig
+from ranksam_ros.pipeline.postprocess import mask_nms, paint_labels, upscale_logits
+from ranksam_ros.pipeline.preprocess import ResizeInfo, check_image, preprocess
+from ranksam_ros.pipeline.prompts import Candidates, Decoded, decode_with_deletion, find_peaks
+from ranksam_ros.pipeline.result import UNASSIGNED, Instance, Segmentation
+
+
+@dataclass
+class PromptSet:
+    """Prompts given from outside, in source pixels.
+
+    Attributes:
+        points: ``(N, 2)`` single foreground points (x, y).
+        boxes: ``(M, 4)`` boxes x0, y0, x1, y1.
+        classes: Optional class index per prompt (points first, then boxes); -1 = unknown.
+    """
+
+    points: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+    classes: np.ndarray | None = None
+
+
+@dataclass
+class EncodedFrame:
+    """A preprocessed, encoded frame (reusable for several prompt sets)."""
+
+    tensor: np.ndarray
+    geometry: ResizeInfo
+    encoded: Encoded
+    maps: np.ndarray | None = None  # (2C, G, G) confidences + class probabilities
+    timings_ms: dict[str, float] | None = None
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000.0
+
+
+class Pipeline:
+    """Promptless (or prompted) segmentation of RGB frames with any backend.
+
+    Args:
+        backend: An engine implementing :class:`ranksam_ros.backends.base.Backend`.
+        cfg: Prompt selection and postprocessing settings.
+    """
+
+    def __init__(self, backend: Backend, cfg: PipelineConfig | None = None) -> None:
+        self.backend = backend
+        self.cfg = cfg or PipelineConfig()
+        self.class_names = tuple(backend.info.class_names)
+
+    def __call__(self, image: np.ndarray, prompts: PromptSet | None = None) -> Segmentation:
+        """Segment one RGB uint8 frame ``(H, W, 3)``; ``prompts=None`` means automatic prompts."""
+        frame = self.encode(image, need_maps=prompts is None or bool(self.class_names))
+        return self.segment(frame, prompts)
+
+    def encode(
+        self, image: np.ndarray, timer: _Timer | None = None, need_maps: bool = True
+    ) -> EncodedFrame:
+        """Preprocess and encode a frame (and run the prompt predictor when it has one)."""
+        timer = timer or _Timer()
+        check_image(image)
+        info = self.backend.info
+        with timer.stage("preprocess"):
+            tensor, geometry = preprocess(image, info.input_size, info.pixel_mean, info.pixel_std)
+        with timer.stage("encoder"):
+            encoded = self.backend.encode(tensor)
+        maps = None
+        if need_maps and self.class_names:
+            with timer.stage("prompt_predictor"):
+                maps = self.backend.predict_prompts(encoded, tensor)
+        return EncodedFrame(tensor, geometry, encoded, maps, dict(timer.ms))
+
+    def segment(
+        self, frame: EncodedFrame, prompts: PromptSet | None = None, timer: _Timer | None = None
+    ) -> Segmentation:
+        """Segment an encoded frame with automatic (``None``) or given prompts."""
+        timer = timer or _Timer()
+        if prompts is None:
+            if frame.maps is None:
+                raise RuntimeError(f"model {self.backend.info.model_id} has no prompt predictor")
+            with timer.stage("prompts"):
+                candidates = find_peaks(
+                    frame.maps[: len(self.class_names)], self.cfg.prompts, frame.geometry.input_size
+                )
+            with timer.stage("decoder"):
+                decoded = self._decode_auto(frame, candidates)
+        else:
+            with timer.stage("decoder"):
+                candidates, decoded = self._decode_given(frame, prompts)
+        with timer.stage("postprocess"):
+            result = self._assemble(frame, candidates, decoded)
+        result.candidates = len(candidates)
+        result.active_rank = frame.encoded.active_rank
+        result.layer_ranks = dict(frame.encoded.layer_ranks)
+        result.timings_ms = {**(frame.timings_ms or {}), **timer.ms}
+        return result
+
+    def _decode_auto(self, frame: EncodedFrame, candidates: Candidates) -> Decoded:
+        cfg = self.cfg.prompts
+        features = None
+        if cfg.elimination_threshold > 0:
+            emb = frame.encoded.embedding[0]
+            features = emb / (np.linalg.norm(emb, axis=0, keepdims=True) + 1e-6)
+
+        def decode(xy: np.ndarray):
+            coords = xy[:, None, :].astype(np.float32)
+            labels = np.ones((len(xy), 1), np.float32)
+            return self.backend.decode(frame.encoded, coords, labels, multimask=cfg.multimask)
+
+        info = self.backend.info
+        return decode_with_deletion(
+            candidates, decode, cfg, info.mask_size, info.input_size, features
+        )
+
+    def _decode_given(self, frame: EncodedFrame, prompts: PromptSet) -> tuple[Candidates, Decoded]:
+        geometry = frame.geometry
+        points = (
+            np.zeros((0, 2))
+            if prompts.points is None
+            else np.asarray(prompts.points, float).reshape(-1, 2)
+        )
+        boxes = (
+            np.zeros((0, 4))
+            if prompts.boxes is None
+            else np.asarray(prompts.boxes, float).reshape(-1, 4)
+        )
+        if not (np.isfinite(points).all() and np.isfinite(boxes).all()):
+            raise ValueError("prompt coordinates must be finite")
+        count = len(points) + len(boxes)
+        classes = (
+            np.full(count, -1, np.int64)
+            if prompts.classes is None
+            else np.asarray(prompts.classes, np.int64)
+        )
+        if len(classes) != count:
+            raise ValueError(f"{len(classes)} prompt classes for {count} prompts")
+        centres = np.concatenate([points, (boxes[:, :2] + boxes[:, 2:]) / 2.0])
+        xy = geometry.to_input(centres) if count else np.zeros((0, 2))
+        candidates = Candidates(
+            np.zeros((count, 2), np.int64), xy, classes, np.ones(count, np.float32)
+        )
+        decoded = Decoded()
+        outputs = []
+        if len(points):
+            coords = geometry.to_input(points)[:, None, :].astype(np.float32)
+            outputs.append(
+                self.backend.decode(
+                    frame.encoded, coords, np.ones((len(points), 1), np.float32), True
+                )
+            )
+        if len(boxes):
+            coords, labels = boxes_to_prompts(
+                geometry.to_input(boxes.reshape(-1, 2)).reshape(-1, 4)
+            )
+            outputs.append(self.backend.decode(frame.encoded, coords, labels, False))
+        for logits, iou in outputs:
+            best = np.argmax(iou, axis=1)
+            for lg, score in zip(
+                logits[np.arange(len(best)), best], iou[np.arange(len(best)), best]
+            ):
+                decoded.logits.append(lg)
+                decoded.masks.append(lg > self.cfg.mask_threshold)
+                decoded.pred_iou.append(float(score))
+                decoded.prompt_index.append(len(decoded.prompt_index))
+        decoded.decoded = count
+        decoded.tried = list(range(count))
+        return candidates, decoded
+
+    def _assemble(
+        self, frame: EncodedFrame, candidates: Candidates, decoded: Decoded
+    ) -> Segmentation:
+        cfg, geometry = self.cfg, frame.geometry
+        result = Segmentation.empty(geometry.source_hw)
+        used = np.asarray(decoded.prompt_index, np.int64)
+        tried = np.asarray(decoded.tried, np.int64)
+        result.prompts_xy = (
+            geometry.to_source(candidates.xy[tried]) if len(tried) else np.zeros((0, 2))
+        )
+        result.prompt_classes = candidates.classes[tried]
+        result.prompt_scores = candidates.scores[tried]
+        if not len(used):
+            return result
+        pred_iou = np.asarray(decoded.pred_iou, np.float32)
+        scores = pred_iou * candidates.scores[used]
+        keep = mask_nms(np.stack(decoded.masks), scores, cfg.nms_iou)
+        keep = keep[scores[keep] >= cfg.score_threshold][: cfg.max_instances]
+        if not len(keep):
+            return result
+        logits = np.stack([decoded.logits[i] for i in keep])
+        masks = upscale_logits(logits, geometry) > cfg.mask_threshold
+        classes = self._classes(frame, candidates.classes[used[keep]], logits)
+        instances = []
+        for order, i in enumerate(keep):
+            mask = masks[order]
+            area = int(mask.sum())
+            if area < max(cfg.min_area, 1):
+                continue
+            ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+            prompt = geometry.to_source(candidates.xy[used[i]][None])[0]
+            class_id = int(classes[order])
+            instances.append(
+                Instance(
+                    instance_id=len(instances) + 1,
+                    class_id=class_id,
+                    class_name=self.class_names[class_id]
+                    if 0 <= class_id < len(self.class_names)
+                    else "",
+                    score=float(scores[i]),
+                    predicted_iou=float(pred_iou[i]),
+                    box=(int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1])),
+                    area=area,
+                    mask=mask,
+                    prompt_xy=(float(prompt[0]), float(prompt[1])),
+                    prompt_score=float(candidates.scores[used[i]]),
+                )
+            )
+        result.instances = instances
+        if instances:
+            stack = np.stack([inst.mask for inst in instances])
+            order_scores = np.asarray([inst.score for inst in instances])
+            ids = np.arange(1, len(instances) + 1)
+            result.instance_ids = paint_labels(stack, order_scores, ids, 0, np.uint16)
+            known = np.asarray([inst.class_id for inst in instances])
+            valid = known >= 0
+            if valid.any():
+                result.semantic = paint_labels(
+                    stack[valid], order_scores[valid], known[valid], UNASSIGNED, np.uint8
+                )
+        return result
+
+    def _classes(
+        self, frame: EncodedFrame, prompt_classes: np.ndarray, logits: np.ndarray
+    ) -> np.ndarray:
+        """Class per kept mask: the prompt's, or the class probabilities pooled over the mask."""
+        if self.cfg.prompts.class_source == "prompt" or frame.maps is None:
+            return prompt_classes
+        probs = frame.maps[len(self.class_names) :]  # (C, G, G)
+        grid = probs.shape[-1]
+        factor = logits.shape[-1] // grid
+        soft = 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))
+        weights = soft.reshape(len(logits), grid, factor, grid, factor).mean(axis=(2, 4))
+        pooled = np.einsum("ngh,cgh->nc", weights, probs) / np.maximum(
+            weights.sum(axis=(1, 2))[:, None], 1e-6
+        )
+        return np.argmax(pooled, axis=1)

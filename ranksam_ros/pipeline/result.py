@@ -1,0 +1,86 @@
+"""What a pipeline run returns: instances, label maps, prompts, telemetry and timings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+UNASSIGNED = 255  # semantic label of pixels no mask covers
+
+
+@dataclass
+class Instance:
+    """One segmented object in source pixels.
+
+    Attributes:
+        instance_id: 1-based id, the value of its pixels in ``Segmentation.instance_ids``.
+        class_id: Class index (-1 when the model has no classes).
+        class_name: Class name ("" when unknown).
+        score: Ranking score (predicted IoU x prompt confidence).
+        predicted_iou: The decoder's IoU estimate.
+        box: ``(x0, y0, x1, y1)`` inclusive pixel box.
+        area: Pixel count.
+        mask: ``(H, W)`` bool.
+        prompt_xy: The point prompt ``(x, y)`` in source pixels (box prompts: the box centre).
+        prompt_score: Confidence of the prompt (1.0 for external prompts).
+    """
+
+    instance_id: int
+    class_id: int
+    class_name: str
+    score: float
+    predicted_iou: float
+    box: tuple[int, int, int, int]
+    area: int
+    mask: np.ndarray
+    prompt_xy: tuple[float, float]
+    prompt_score: float
+
+
+@dataclass
+class Segmentation:
+    """The result for one frame.
+
+    Attributes:
+        source_hw: ``(H, W)`` of the input frame.
+        instances: Sorted by score, best first.
+        instance_ids: ``(H, W)`` uint16, 0 = background; overlaps resolved by score.
+        semantic: ``(H, W)`` uint8 class ids, 255 = unassigned.
+        prompts_xy: Prompts actually decoded ``(K, 2)`` in source pixels.
+        prompt_classes: ``(K,)``; prompt_scores ``(K,)``.
+        candidates: Candidate prompts before deletion.
+        active_rank: Mean active adapter rank (None without gated adapters).
+        layer_ranks: Active rank per gated layer.
+        timings_ms: Milliseconds per stage.
+    """
+
+    source_hw: tuple[int, int]
+    instances: list[Instance]
+    instance_ids: np.ndarray
+    semantic: np.ndarray
+    prompts_xy: np.ndarray
+    prompt_classes: np.ndarray
+    prompt_scores: np.ndarray
+    candidates: int = 0
+    active_rank: float | None = None
+    layer_ranks: dict[str, float] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def prompts_decoded(self) -> int:
+        return len(self.prompts_xy)
+
+    @classmethod
+    def empty(cls, source_hw: tuple[int, int]) -> Segmentation:
+        """A well-formed result with nothing found."""
+        height, width = source_hw
+        return cls(
+            source_hw=(height, width),
+            instances=[],
+            instance_ids=np.zeros((height, width), np.uint16),
+            semantic=np.full((height, width), UNASSIGNED, np.uint8),
+            prompts_xy=np.zeros((0, 2)),
+            prompt_classes=np.zeros(0, np.int64),
+            prompt_scores=np.zeros(0, np.float32),
+        )

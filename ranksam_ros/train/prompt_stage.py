@@ -1,0 +1,130 @@
+"""Training the prompt predictor on frozen SAM embeddings.
+
+Targets per frame: for every segment a Gaussian blob (peak exactly 1) at its most interior
+point on its class's confidence map, and the class of every grid cell for the dense class
+logits. Losses: CenterNet's penalty-reduced focal loss on the maps, cross-entropy on classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from ranksam_ros.config import DataConfig, SamArchConfig
+from ranksam_ros.data.augment import augment
+from ranksam_ros.data.degrade import degrade
+from ranksam_ros.data.folder import SegmentationFolder
+from ranksam_ros.data.segments import find_segments, interior_point
+from ranksam_ros.modeling.prompt_predictor import PromptPredictor
+from ranksam_ros.modeling.ranksam import RankSam
+from ranksam_ros.pipeline.preprocess import normalize_pad, resize_longest
+from ranksam_ros.train.samples import _pick_degradation
+
+IGNORE_INDEX = -100
+BLOB_SIGMA = 1.0
+
+
+@dataclass
+class PromptSample:
+    """One frame for the prompt predictor: input, peak targets ``(C, G, G)``, classes ``(G, G)``."""
+
+    image: torch.Tensor
+    heatmap: torch.Tensor
+    classes: torch.Tensor
+
+
+def peak_targets(
+    label: np.ndarray, grid: int, cell: float, cfg: DataConfig, min_area: int
+) -> np.ndarray:
+    """Max-merged Gaussian blobs at segment interiors, one map per class ``(C, G, G)``."""
+    heatmap = np.zeros((cfg.num_classes, grid, grid), np.float32)
+    ys, xs = np.mgrid[0:grid, 0:grid]
+    for seg in find_segments(label, cfg.num_classes, min_area, cfg.ignore_label):
+        x, y = interior_point(seg.mask)
+        col, row = min(int(x / cell), grid - 1), min(int(y / cell), grid - 1)
+        blob = np.exp(-((xs - col) ** 2 + (ys - row) ** 2) / (2 * BLOB_SIGMA**2))
+        np.maximum(heatmap[seg.class_id], blob, out=heatmap[seg.class_id])
+    return heatmap
+
+
+def class_targets(label: np.ndarray, grid: int, cell: float, cfg: DataConfig) -> np.ndarray:
+    """Class of each grid cell (label at the cell centre); ignore and padding -> -100."""
+    centres = ((np.arange(grid) + 0.5) * cell).astype(np.int64)
+    out = np.full((grid, grid), IGNORE_INDEX, np.int64)
+    rows, cols = centres[centres < label.shape[0]], centres[centres < label.shape[1]]
+    sampled = label[np.ix_(rows, cols)].astype(np.int64)
+    sampled[(sampled >= cfg.num_classes) | (sampled == cfg.ignore_label)] = IGNORE_INDEX
+    out[: len(rows), : len(cols)] = sampled
+    return out
+
+
+def make_prompt_sample(
+    folder: SegmentationFolder,
+    index: int,
+    arch: SamArchConfig,
+    grid: int,
+    cfg: DataConfig,
+    rng: np.random.Generator,
+) -> PromptSample:
+    """Augmented (optionally degraded) frame with its predictor targets."""
+    image, label = folder[index]
+    image, label = augment(
+        image, label, rng, cfg.zoom_prob, cfg.max_zoom, cfg.flip, cfg.color_jitter
+    )
+    kind, severity = _pick_degradation(cfg, rng)
+    if kind != "none":
+        image = degrade(image, kind, severity, rng)
+    resized = resize_longest(image, arch.img_size)
+    h, w = resized.shape[:2]
+    small = np.asarray(Image.fromarray(label).resize((w, h), Image.NEAREST))
+    cell = arch.img_size / grid
+    min_area = max(4, int(round(cfg.min_segment_area * h * w / label.size)))
+    return PromptSample(
+        image=torch.from_numpy(
+            normalize_pad(resized, arch.img_size, arch.pixel_mean, arch.pixel_std)
+        ),
+        heatmap=torch.from_numpy(peak_targets(small, grid, cell, cfg, min_area)),
+        classes=torch.from_numpy(class_targets(small, grid, cell, cfg)),
+    )
+
+
+def centernet_focal(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Penalty-reduced focal loss (CenterNet) normalised by the number of peaks."""
+    prob = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    positive = target >= 1.0 - 1e-6
+    pos_loss = -((1 - prob) ** 2 * torch.log(prob))[positive].sum()
+    neg_loss = -((1 - target) ** 4 * prob**2 * torch.log(1 - prob))[~positive].sum()
+    return (pos_loss + neg_loss) / positive.sum().clamp_min(1)
+
+
+class PromptPredictorLoss(nn.Module):
+    """Frozen encoder -> predictor -> focal + cross-entropy."""
+
+    def __init__(
+        self, model: RankSam, predictor: PromptPredictor, class_weight: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.predictor = predictor
+        self.class_weight = class_weight
+
+    def forward(self, samples: list[PromptSample]) -> tuple[torch.Tensor, dict[str, float]]:
+        images = torch.stack([s.image for s in samples])
+        with torch.no_grad():
+            embeddings = self.model.encode(images)
+        logits = self.predictor.forward_logits(embeddings, images)
+        classes = self.predictor.num_classes
+        heat = torch.stack([s.heatmap for s in samples])
+        focal = centernet_focal(logits[:, :classes], heat)
+        ce = F.cross_entropy(
+            logits[:, classes:],
+            torch.stack([s.classes for s in samples]),
+            ignore_index=IGNORE_INDEX,
+        )
+        loss = focal + self.class_weight * ce
+        return loss, {"peak_loss": float(focal.detach()), "class_loss": float(ce.detach())}

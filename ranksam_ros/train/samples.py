@@ -1,0 +1,105 @@
+"""Training samples: an augmented (optionally degraded) frame, its prompts and target masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ranksam_ros.config import DataConfig, SamArchConfig
+from ranksam_ros.data.augment import augment
+from ranksam_ros.data.degrade import degrade
+from ranksam_ros.data.folder import SegmentationFolder
+from ranksam_ros.data.segments import box_prompt, find_segments, point_prompts
+from ranksam_ros.pipeline.preprocess import normalize_pad, resize_longest
+
+MAX_POINTS = 3
+
+
+@dataclass
+class Sample:
+    """One frame ready for the model (all coordinates in network-input pixels).
+
+    Attributes:
+        image: Normalised padded input ``(3, S, S)``.
+        boxes: Box prompts ``(Nb, 4)``; ``box_masks`` their targets ``(Nb, S, S)``.
+        points: Point prompts ``(Np, 3, 2)`` padded with label -1; ``point_labels (Np, 3)``;
+            ``point_masks`` their targets ``(Np, S, S)``.
+        valid_hw: Unpadded ``(h, w)`` region where the loss is computed.
+        degradation: Name of the applied degradation (``none`` if clean).
+    """
+
+    image: torch.Tensor
+    boxes: torch.Tensor
+    box_masks: torch.Tensor
+    points: torch.Tensor
+    point_labels: torch.Tensor
+    point_masks: torch.Tensor
+    valid_hw: tuple[int, int]
+    degradation: str
+
+
+def _pick_degradation(cfg: DataConfig, rng: np.random.Generator) -> tuple[str, int]:
+    if not cfg.apply_degrade or not cfg.degrade.kinds or rng.random() < cfg.degrade.clean_prob:
+        return "none", 0
+    kind = cfg.degrade.kinds[int(rng.integers(len(cfg.degrade.kinds)))]
+    severity = cfg.degrade.severities[int(rng.integers(len(cfg.degrade.severities)))]
+    return kind, int(severity)
+
+
+def _pad_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros((size, size), np.float32)
+    out[: mask.shape[0], : mask.shape[1]] = mask
+    return out
+
+
+def make_sample(
+    folder: SegmentationFolder,
+    index: int,
+    arch: SamArchConfig,
+    cfg: DataConfig,
+    rng: np.random.Generator,
+) -> Sample:
+    """Build the training sample for frame ``index`` with randomness from ``rng``."""
+    image, label = folder[index]
+    image, label = augment(
+        image, label, rng, cfg.zoom_prob, cfg.max_zoom, cfg.flip, cfg.color_jitter
+    )
+    kind, severity = _pick_degradation(cfg, rng)
+    if kind != "none":
+        image = degrade(image, kind, severity, rng)
+    resized = resize_longest(image, arch.img_size)
+    h, w = resized.shape[:2]
+    small_label = np.asarray(Image.fromarray(label).resize((w, h), Image.NEAREST))
+    scale = (h * w) / float(label.shape[0] * label.shape[1])
+    min_area = max(4, int(round(cfg.min_segment_area * scale)))
+    segments = find_segments(small_label, cfg.num_classes, min_area, cfg.ignore_label)
+    order = rng.permutation(len(segments))[: cfg.prompts_per_image]
+    boxes, box_masks, points, labels, point_masks = [], [], [], [], []
+    for i in order:
+        seg = segments[int(i)]
+        if rng.random() < cfg.point_prompt_prob:
+            count = int(rng.integers(1, MAX_POINTS + 1))
+            coords = np.zeros((MAX_POINTS, 2))
+            coords[:count] = point_prompts(seg, count, rng)
+            lab = np.full(MAX_POINTS, -1.0)
+            lab[:count] = 1.0
+            points.append(coords)
+            labels.append(lab)
+            point_masks.append(_pad_mask(seg.mask, arch.img_size))
+        else:
+            boxes.append(box_prompt(seg, cfg.box_jitter, rng))
+            box_masks.append(_pad_mask(seg.mask, arch.img_size))
+    size = arch.img_size
+    return Sample(
+        image=torch.from_numpy(normalize_pad(resized, size, arch.pixel_mean, arch.pixel_std)),
+        boxes=torch.tensor(np.array(boxes).reshape(-1, 4), dtype=torch.float32),
+        box_masks=torch.from_numpy(np.array(box_masks).reshape(-1, size, size)),
+        points=torch.tensor(np.array(points).reshape(-1, MAX_POINTS, 2), dtype=torch.float32),
+        point_labels=torch.tensor(np.array(labels).reshape(-1, MAX_POINTS), dtype=torch.float32),
+        point_masks=torch.from_numpy(np.array(point_masks).reshape(-1, size, size)),
+        valid_hw=(h, w),
+        degradation=kind,
+    )

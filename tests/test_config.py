@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from ranksam_ros.config import AdapterConfig, TrainConfig
+from ranksam_ros.config_loader import from_dict, load_config, parse_override, to_dict
+
+
+def test_defaults_round_trip_through_dict():
+    cfg = TrainConfig()
+    assert from_dict(TrainConfig, to_dict(cfg)) == cfg
+
+
+def test_unknown_key_names_the_field():
+    with pytest.raises(ValueError, match=r"optim\.stepz"):
+        from_dict(TrainConfig, {"optim": {"stepz": 3}})
+    with pytest.raises(ValueError, match="unknown config key"):
+        from_dict(TrainConfig, {"bogus": 1})
+
+
+def test_wrong_types_are_rejected():
+    with pytest.raises(ValueError, match=r"optim\.steps: expected an integer"):
+        from_dict(TrainConfig, {"optim": {"steps": "many"}})
+    with pytest.raises(ValueError, match="expected true/false"):
+        from_dict(TrainConfig, {"data": {"flip": "yes"}})
+    with pytest.raises(ValueError, match="expected a list"):
+        from_dict(AdapterConfig, {"target_modules": "attn.qkv"})
+
+
+def test_range_checks():
+    with pytest.raises(ValueError, match="adapter.kind"):
+        AdapterConfig(kind="dora")
+    with pytest.raises(ValueError, match="stage=adapter needs an adapter"):
+        TrainConfig(stage="adapter")
+    with pytest.raises(ValueError, match="clean_prob"):
+        from_dict(TrainConfig, {"data": {"degrade": {"clean_prob": 2.0}}})
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("stage: adapter\nadapter:\n  kind: lora\n  rank: 4\noptim:\n  steps: 10\n")
+    cfg = load_config(
+        TrainConfig, path, ["optim.steps=20", "adapter.layers=[1, 2]", "loss.iou_weight=0.5"]
+    )
+    assert cfg.adapter.kind == "lora" and cfg.adapter.rank == 4
+    assert cfg.optim.steps == 20 and cfg.adapter.layers == (1, 2) and cfg.loss.iou_weight == 0.5
+
+
+def test_override_syntax_and_missing_file(tmp_path):
+    assert parse_override("a.b=[1,2]") == ("a.b", [1, 2])
+    with pytest.raises(ValueError, match="key=value"):
+        parse_override("novalue")
+    with pytest.raises(FileNotFoundError):
+        load_config(TrainConfig, tmp_path / "missing.yaml")
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="top level must be a mapping"):
+        load_config(TrainConfig, bad)
+
+
+def test_shipped_training_configs_load():
+    from pathlib import Path
+
+    configs = sorted(Path(__file__).resolve().parents[1].glob("config/train/*.yaml"))
+    assert configs
+    for path in configs:
+        load_config(TrainConfig, path)

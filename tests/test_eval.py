@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from ranksam_ros.backends.torch_backend import TorchBackend
+from ranksam_ros.modeling.registry import save_model
+from ranksam_ros.train.evaluate import EvalOptions, evaluate, summarize_box
+
+REPORT_KEYS = {
+    "miou",
+    "miou_large",
+    "box_baseline_miou",
+    "class_iou",
+    "images",
+    "segments",
+    "seconds_per_image",
+}
+
+
+def test_summary_means_and_large_split():
+    rows = [(3, 5000, 0.9, 0.8), (3, 100, 0.5, 0.4), (8, 2000, 0.7, 0.6)]
+    report = summarize_box(rows, large_area=1000)
+    assert math.isclose(report["miou"], 0.7)
+    assert math.isclose(report["miou_large"], 0.8)
+    assert math.isclose(report["box_baseline_miou"], 0.6)
+    assert report["class_iou"] == {"road": pytest.approx(0.7), "car": pytest.approx(0.7)}
+    assert report["segments"] == 3 and report["segments_large"] == 2
+
+
+def test_box_eval_runs_and_is_deterministic(frames_dir, micro_model):
+    backend = TorchBackend(micro_model)
+    options = EvalOptions(data=str(frames_dir), limit=2, degrade="mixed", seed=3)
+    first = evaluate(options, backend)
+    second = evaluate(options, backend)
+    assert REPORT_KEYS <= set(first)
+    assert first["images"] == 2 and first["segments"] > 10
+    assert 0.0 <= first["miou"] <= 1.0 and 0.0 < first["box_baseline_miou"] <= 1.0
+    assert first["miou"] == second["miou"]
+
+
+def test_eval_cli_writes_json(frames_dir, micro_model, tmp_path):
+    model = tmp_path / "m.safetensors"
+    save_model(model, micro_model)
+    out = tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ranksam_ros.cli",
+            "eval",
+            "--model",
+            str(model),
+            "--data",
+            str(frames_dir),
+            "--limit",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert REPORT_KEYS <= set(report) and report["images"] == 1
+    assert "miou" in done.stdout
+
+
+def test_eval_cli_errors_are_clear(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ranksam_ros.cli",
+            "eval",
+            "--model",
+            "micro",
+            "--data",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "no images/ folder" in done.stderr
