@@ -159,7 +159,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warm-up and cosine decay; the run ends at ``steps`` or ``time_limit_min``."""
+    """AdamW, linear warm-up, cosine decay; the run ends at ``steps`` or ``time_limit_min``."""
 
     steps: int = 4000
     batch_size: int = 4

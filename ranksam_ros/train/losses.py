@@ -28,7 +28,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, 
 
 
 def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy per mask, mean over pixels: ``(N, K, P)``, ``(N, 1, P)`` -> ``(N, K)``."""
+    """Per-mask BCE, mean over pixels: ``(N, K, P)``, ``(N, 1, P)`` -> ``(N, K)``."""
     target = target.expand_as(logits)
     return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(2).mean(-1)
 
