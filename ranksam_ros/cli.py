@@ -43,6 +43,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         limit=args.limit,
         backend=args.backend,
         threads=args.threads,
+        pipeline_overrides=tuple(args.set or ()),
     )
     report = evaluate(options)
     print(format_report(report))
@@ -57,6 +58,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     run_demo(out_dir=args.out, model=args.model, adapter=args.adapter)
     return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ranksam_ros.deploy.export import export_model
+
+    path = export_model(args.model, args.out, args.adapter, args.precision, args.opset)
+    manifest = json.loads(Path(path).read_text())
+    print(f"wrote {path}")
+    for name, graph in manifest["graphs"].items():
+        print(f"  {name:<16} {graph['file']:<24} sha256 {graph['sha256'][:12]}")
+    if "int8" in manifest:
+        int8 = manifest["int8"]
+        verdict = "accepted" if int8["accepted"] else "REJECTED (stays off)"
+        print(f"  int8 encoder: mask IoU vs fp32 {int8['mask_iou_vs_fp32']:.4f} -> {verdict}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export ONNX graphs and a manifest")
+    p.add_argument("--model", default="camvid-tiny", help="name or path")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--adapter", default="none", help="adapter name or file, or none")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=_cmd_export)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -84,6 +110,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N frames")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     p.add_argument("--json", help="also write the report here")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a pipeline config key"
+    )
     p.set_defaults(func=_cmd_eval)
 
 
@@ -101,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_demo(sub)
+    _add_export(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ranksam_ros.backends.torch_backend import TorchBackend
@@ -89,3 +90,34 @@ def test_eval_cli_errors_are_clear(tmp_path):
         timeout=120,
     )
     assert done.returncode == 2 and "no images/ folder" in done.stderr
+
+
+def test_auto_and_grid_eval(frames_dir, micro_model, tmp_path):
+    from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor, save_prompt_predictor
+
+    model_dir = tmp_path / "micro-model"
+    model_dir.mkdir()
+    save_model(model_dir / "model.safetensors", micro_model)
+    predictor = build_prompt_predictor(micro_model.arch, tuple(f"c{i}" for i in range(11)))
+    save_prompt_predictor(model_dir / "prompt_predictor.safetensors", predictor)
+    base = dict(model=str(model_dir), data=str(frames_dir), limit=1)
+    auto = evaluate(
+        EvalOptions(prompts="auto", pipeline_overrides=("prompts.threshold=0.0",), **base)
+    )
+    grid = evaluate(EvalOptions(prompts="grid", **base))
+    for report in (auto, grid):
+        assert 0.0 <= report["miou"] <= 1.0 and len(report["class_iou"]) == 11
+        assert report["images"] == 1 and report["seconds_per_image"] > 0
+    assert grid["prompts_per_image"] == 1024
+    assert 0 < auto["prompts_per_image"] <= auto["candidates_per_image"] <= 64
+    assert auto["duplicates_per_image"] >= 0
+
+
+def test_confusion_matrix_counts_unassigned_as_miss():
+    from ranksam_ros.train.evaluate_auto import ConfusionMatrix
+
+    confusion = ConfusionMatrix(num_classes=2)
+    truth = np.array([[0, 0, 1, 1, 255]])
+    predicted = np.array([[0, 255, 1, 0, 1]])
+    confusion.add(truth, predicted)
+    np.testing.assert_allclose(confusion.class_iou(), [1 / 3, 1 / 2])

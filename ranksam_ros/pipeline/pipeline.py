@@ -207,6 +207,7 @@ class Pipeline:
         pred_iou = np.asarray(decoded.pred_iou, np.float32)
         scores = pred_iou * candidates.scores[used]
         keep = mask_nms(np.stack(decoded.masks), scores, cfg.nms_iou)
+        result.duplicates = len(used) - len(keep)
         keep = keep[scores[keep] >= cfg.score_threshold][: cfg.max_instances]
         if not len(keep):
             return result

@@ -50,6 +50,8 @@ class Segmentation:
         prompts_xy: Prompts actually decoded ``(K, 2)`` in source pixels.
         prompt_classes: ``(K,)``; prompt_scores ``(K,)``.
         candidates: Candidate prompts before deletion.
+        duplicates: Decoded masks the final NMS removed (IoU above ``nms_iou`` with a
+            better one): what redundant-prompt deletion failed to prevent.
         active_rank: Mean active adapter rank (None without gated adapters).
         layer_ranks: Active rank per gated layer.
         timings_ms: Milliseconds per stage.
@@ -63,6 +65,7 @@ class Segmentation:
     prompt_classes: np.ndarray
     prompt_scores: np.ndarray
     candidates: int = 0
+    duplicates: int = 0
     active_rank: float | None = None
     layer_ranks: dict[str, float] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)

@@ -42,6 +42,7 @@ class EvalOptions:
     backend: str = "torch"
     threads: int = 0
     min_area: int = MIN_AREA
+    pipeline_overrides: tuple[str, ...] = ()
 
 
 def _box_frame(backend: Backend, image: np.ndarray, label: np.ndarray, min_area: int):
@@ -91,9 +92,12 @@ def summarize_box(rows: list[tuple], large_area: int = LARGE_AREA) -> dict:
 def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
     """Run the evaluation described by ``options`` and return the JSON-ready report."""
     if options.prompts != "box":
+        from ranksam_ros.config import PipelineConfig
+        from ranksam_ros.config_loader import load_config
         from ranksam_ros.train.evaluate_auto import evaluate_auto
 
-        return evaluate_auto(options, backend)
+        cfg = load_config(PipelineConfig, None, options.pipeline_overrides)
+        return evaluate_auto(options, backend, cfg)
     folder = SegmentationFolder(options.data)
     backend = backend or create_backend(
         options.backend, options.model, options.adapter, options.threads

@@ -1,0 +1,151 @@
+"""``ranksam export``: ONNX graphs (encoder with live gates, prompt predictor, decoder) + manifest.
+
+LoRA adapters are merged into the encoder weights before export (zero runtime cost); gated
+adapters stay as graph ops because their gates depend on the image.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from ranksam_ros.adapters.inject import adapter_layers, merge_adapters
+from ranksam_ros.config_loader import to_dict
+from ranksam_ros.deploy.manifest import write_manifest
+from ranksam_ros.modeling.build import arch_to_dict
+from ranksam_ros.modeling.export_wrappers import (
+    DECODER_DYNAMIC_AXES,
+    IO_NAMES,
+    DecoderGraph,
+    EncoderGraph,
+    PromptPredictorGraph,
+    gated_layers,
+)
+from ranksam_ros.modeling.ranksam import RankSam
+from ranksam_ros.modeling.registry import build_model
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _export(
+    module: torch.nn.Module, args: tuple, path: Path, name: str, opset: int, dynamic=None
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints in SAM's code
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=IO_NAMES[name]["inputs"],
+            output_names=IO_NAMES[name]["outputs"],
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    onnx.checker.check_model(str(path))
+
+
+def _adapter_mode(model: RankSam) -> str:
+    layers = list(adapter_layers(model.sam.image_encoder))
+    if not layers:
+        return "none"
+    if gated_layers(model):
+        return "gated (live gates in the encoder graph)"
+    merge_adapters(model)
+    return "lora (merged into the encoder weights)"
+
+
+def export_model(
+    model_name: str,
+    out_dir: str | Path,
+    adapter: str | None = None,
+    precision: str = "fp32",
+    opset: int = 17,
+) -> Path:
+    """Export ``model_name`` (+ ``adapter``) to ONNX graphs and a manifest in ``out_dir``.
+
+    Args:
+        model_name: Model name or path (see ``build_model``).
+        out_dir: Output directory (created; existing graph files are replaced).
+        adapter: Adapter name/path or ``none``.
+        precision: ``fp32``; ``fp16`` (recorded for TensorRT builds, graphs stay fp32);
+            ``int8`` (also writes a dynamically quantised encoder, kept only if it passes
+            the parity check).
+        opset: ONNX opset.
+
+    Returns:
+        Path of ``manifest.json``.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_grad_enabled(False)
+    model = build_model(model_name, adapter=adapter).eval()
+    mode = _adapter_mode(model)
+    arch = model.arch
+    image = torch.zeros(1, 3, arch.img_size, arch.img_size)
+    graphs = {}
+    _export(EncoderGraph(model), (image,), out / "encoder.onnx", "encoder", opset)
+    graphs["encoder"] = {"file": "encoder.onnx", **IO_NAMES["encoder"], "dynamic_axes": {}}
+    embedding = model.encode(image)
+    if model.prompt_predictor is not None:
+        _export(
+            PromptPredictorGraph(model),
+            (embedding, image),
+            out / "prompt_predictor.onnx",
+            "prompt_predictor",
+            opset,
+        )
+        graphs["prompt_predictor"] = {
+            "file": "prompt_predictor.onnx",
+            **IO_NAMES["prompt_predictor"],
+            "dynamic_axes": {},
+        }
+    coords = torch.rand(2, 3, 2) * arch.img_size
+    labels = torch.tensor([[1.0, 0.0, -1.0], [2.0, 3.0, -1.0]])
+    _export(
+        DecoderGraph(model),
+        (embedding, coords, labels),
+        out / "decoder.onnx",
+        "decoder",
+        opset,
+        DECODER_DYNAMIC_AXES,
+    )
+    graphs["decoder"] = {
+        "file": "decoder.onnx",
+        **IO_NAMES["decoder"],
+        "dynamic_axes": DECODER_DYNAMIC_AXES,
+    }
+    manifest = {
+        "model_id": model.model_id,
+        "adapter": to_dict(model.adapter_cfg) if model.adapter_cfg else None,
+        "adapter_mode": mode,
+        "gated_layers": [name for name, _ in gated_layers(model)],
+        "arch": arch_to_dict(arch),
+        "input_size": arch.img_size,
+        "pixel_mean": list(arch.pixel_mean),
+        "pixel_std": list(arch.pixel_std),
+        "mask_size": arch.mask_size,
+        "embedding_shape": list(embedding.shape),
+        "class_names": list(model.prompt_predictor.class_names) if model.prompt_predictor else [],
+        "precision": precision,
+        "opset": opset,
+        "graphs": graphs,
+        "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
+    }
+    if precision == "int8":
+        from ranksam_ros.deploy.quantize import quantize_encoder
+
+        manifest["int8"] = quantize_encoder(out, manifest)
+        if manifest["int8"]["accepted"]:
+            graphs["encoder_int8"] = {
+                "file": "encoder_int8.onnx",
+                **IO_NAMES["encoder"],
+                "dynamic_axes": {},
+            }
+    return write_manifest(out, manifest)

@@ -1,0 +1,119 @@
+"""int8 encoder for CPUs through ONNX Runtime dynamic quantisation, kept only if it agrees.
+
+The parity gate decodes box prompts on bundled frames with the fp32 decoder from both the fp32
+and the int8 embedding; the int8 encoder is accepted when the masks agree (mean IoU >= 0.95).
+Whether it is also *faster* is measured by the benchmark script, not here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MIN_MASK_IOU = 0.95
+PARITY_FRAMES = 3
+PARITY_BOXES = 16
+
+
+def _sessions(out: Path, manifest: dict):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+
+    def make(name: str):
+        return ort.InferenceSession(str(out / name), options, providers=["CPUExecutionProvider"])
+
+    decoder = manifest["graphs"]["decoder"]["file"]
+    return make("encoder.onnx"), make("encoder_int8.onnx"), make(decoder)
+
+
+def _frame_inputs(manifest: dict):
+    """Preprocessed bundled frames and the boxes of their largest segments (input pixels)."""
+    from ranksam_ros.config import CAMVID_IGNORE_LABEL
+    from ranksam_ros.data.folder import SegmentationFolder
+    from ranksam_ros.data.segments import find_segments
+    from ranksam_ros.demo import BUNDLED_FRAMES
+    from ranksam_ros.pipeline.preprocess import preprocess
+
+    folder = SegmentationFolder(BUNDLED_FRAMES)
+    for index in range(PARITY_FRAMES):
+        image, label = folder[index]
+        tensor, geometry = preprocess(
+            image, manifest["input_size"], manifest["pixel_mean"], manifest["pixel_std"]
+        )
+        segments = sorted(find_segments(label, 11, 64, CAMVID_IGNORE_LABEL), key=lambda s: -s.area)
+        boxes = np.array([s.box for s in segments[:PARITY_BOXES]], np.float64).reshape(-1, 2)
+        yield tensor, geometry.to_input(boxes).reshape(-1, 2, 2).astype(np.float32)
+
+
+def _untangle(model):
+    """Prepare a graph for ORT's quantiser, which mishandles two exporter habits.
+
+    The exporter stores identical weights once and aliases the copies through Identity nodes
+    (untrained zero gates are identical across blocks), and records intermediate shapes that go
+    stale once Gemms are rewritten. Give every alias its own initializer and drop the shapes.
+    """
+    from onnx import numpy_helper
+
+    initializers = {init.name: init for init in model.graph.initializer}
+    kept = []
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in initializers:
+            array = numpy_helper.to_array(initializers[node.input[0]])
+            model.graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
+        else:
+            kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    del model.graph.value_info[:]
+    return model
+
+
+def quantize_encoder(out: Path, manifest: dict) -> dict:
+    """Write ``encoder_int8.onnx`` and return its parity record (``accepted`` flag included)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Only the big MatMuls: the gate MLPs (Gemm on pooled tokens) stay fp32 so a quantisation
+    # error cannot flip a gate, and ORT's Gemm rewrite clashes with their recorded shapes.
+    model = _untangle(onnx.load(str(out / "encoder.onnx")))
+    source = out / "encoder_for_int8.onnx"
+    onnx.save(model, str(source))
+    quantize_dynamic(
+        str(source),
+        str(out / "encoder_int8.onnx"),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+    )
+    source.unlink()
+    fp32, int8, decoder = _sessions(out, manifest)
+    cosines, ious = [], []
+    for tensor, boxes in _frame_inputs(manifest):
+        emb32 = fp32.run(None, {"image": tensor})[0]
+        emb8 = int8.run(None, {"image": tensor})[0]
+        cosines.append(
+            float(
+                np.dot(emb32.ravel(), emb8.ravel()) / (np.linalg.norm(emb32) * np.linalg.norm(emb8))
+            )
+        )
+        labels = np.tile(np.array([2.0, 3.0], np.float32), (len(boxes), 1))
+        masks = [
+            decoder.run(None, {"embedding": e, "point_coords": boxes, "point_labels": labels})[0][
+                :, 0
+            ]
+            > 0
+            for e in (emb32, emb8)
+        ]
+        inter = np.logical_and(*masks).sum(axis=(1, 2))
+        union = np.logical_or(*masks).sum(axis=(1, 2))
+        ious.extend((inter / np.maximum(union, 1)).tolist())
+    mean_iou = float(np.mean(ious))
+    return {
+        "file": "encoder_int8.onnx",
+        "embedding_cosine": float(np.mean(cosines)),
+        "mask_iou_vs_fp32": mean_iou,
+        "min_mask_iou": MIN_MASK_IOU,
+        "accepted": mean_iou >= MIN_MASK_IOU,
+    }

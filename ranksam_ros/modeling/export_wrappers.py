@@ -1,0 +1,102 @@
+"""Trace-clean wrappers of the training modules with fixed input/output names.
+
+Nothing is re-implemented: the encoder graph runs SAM's encoder with its injected adapters
+(gates become ReduceMean -> Gemm -> Gelu -> Gemm -> Greater -> Cast), the predictor graph runs
+the prompt predictor, and the decoder graph embeds prompts with segment-anything's own
+``SamOnnxModel`` (labels -1..3, i.e. points and box corners) before SAM's mask decoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from segment_anything.utils.onnx import SamOnnxModel
+from torch import nn
+
+from ranksam_ros.adapters.gated_rank import GatedRankLinear
+from ranksam_ros.adapters.inject import adapter_layers
+from ranksam_ros.modeling.ranksam import RankSam
+
+# One place for graph IO names; the runtime backends read them from the manifest.
+IO_NAMES = {
+    "encoder": {"inputs": ["image"], "outputs": ["embedding", "layer_ranks"]},
+    "prompt_predictor": {"inputs": ["embedding", "image"], "outputs": ["maps"]},
+    "decoder": {
+        "inputs": ["embedding", "point_coords", "point_labels"],
+        "outputs": ["masks", "iou"],
+    },
+}
+DECODER_DYNAMIC_AXES = {
+    "point_coords": {0: "prompts", 1: "points"},
+    "point_labels": {0: "prompts", 1: "points"},
+    "masks": {0: "prompts"},
+    "iou": {0: "prompts"},
+}
+
+
+def gated_layers(model: RankSam) -> list[tuple[str, GatedRankLinear]]:
+    """The model's gated-rank layers in a fixed order (the columns of ``layer_ranks``)."""
+    return [
+        (n, m) for n, m in adapter_layers(model.sam.image_encoder) if isinstance(m, GatedRankLinear)
+    ]
+
+
+class EncoderGraph(nn.Module):
+    """``image (1, 3, S, S)`` -> ``embedding (1, C, g, g)``, ``layer_ranks (1, L)``.
+
+    Without gated adapters ``layer_ranks`` is a single -1 column so every graph has the same
+    outputs.
+    """
+
+    def __init__(self, model: RankSam) -> None:
+        super().__init__()
+        self.model = model
+        self.gated = [layer for _, layer in gated_layers(model)]
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.model.encode(image)
+        if not self.gated:
+            return embedding, torch.full((image.shape[0], 1), -1.0)
+        ranks = torch.stack([layer.gates.sum(-1) for layer in self.gated], dim=1)
+        return embedding, ranks
+
+
+class PromptPredictorGraph(nn.Module):
+    """``embedding``, ``image`` -> ``maps (1, 2C, G, G)`` (confidences, class probabilities)."""
+
+    def __init__(self, model: RankSam) -> None:
+        super().__init__()
+        if model.prompt_predictor is None:
+            raise ValueError(f"model {model.model_id} has no prompt predictor to export")
+        self.predictor = model.prompt_predictor
+
+    def forward(self, embedding: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.predictor(embedding, image)
+
+
+class DecoderGraph(nn.Module):
+    """Prompt encoder + mask decoder for N prompts of P points each.
+
+    Inputs: ``embedding (1, C, g, g)``, ``point_coords (N, P, 2)`` in input pixels,
+    ``point_labels (N, P)`` (1 fg, 0 bg, -1 padding, 2/3 box corners).
+    Outputs: all four mask-token logits ``masks (N, 4, m, m)`` and ``iou (N, 4)``; the host
+    picks token 0 (single mask) or tokens 1-3 (ambiguity masks), as ``MaskDecoder`` does.
+    """
+
+    def __init__(self, model: RankSam) -> None:
+        super().__init__()
+        self.sam = model.sam
+        self.prompts = SamOnnxModel(model.sam, return_single_mask=False)
+
+    def forward(
+        self, embedding: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        sparse = self.prompts._embed_points(point_coords, point_labels)
+        prompt_encoder = self.sam.prompt_encoder
+        grid = prompt_encoder.image_embedding_size
+        dense = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, *grid)
+        return self.sam.mask_decoder.predict_masks(
+            image_embeddings=embedding,
+            image_pe=prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+        )

@@ -1,0 +1,146 @@
+"""ONNX export with live gates, the ONNX Runtime backend, manifests and their checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ranksam_ros.adapters.inject import inject_adapters, is_adapter_param
+from ranksam_ros.adapters.io import save_adapters
+from ranksam_ros.backends.base import boxes_to_prompts
+from ranksam_ros.backends.onnx_backend import OnnxBackend
+from ranksam_ros.backends.torch_backend import TorchBackend
+from ranksam_ros.config import AdapterConfig, PipelineConfig, PromptConfig
+from ranksam_ros.deploy.export import export_model
+from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor, save_prompt_predictor
+from ranksam_ros.modeling.registry import build_model, save_model
+from ranksam_ros.pipeline.pipeline import Pipeline
+
+
+def _model_dir(tmp_path, micro_model):
+    root = tmp_path / "micro-model"
+    (root / "adapters").mkdir(parents=True)
+    save_model(root / "model.safetensors", micro_model)
+    predictor = build_prompt_predictor(micro_model.arch, tuple(f"c{i}" for i in range(3)))
+    save_prompt_predictor(root / "prompt_predictor.safetensors", predictor)
+    for kind in ("gated_rank", "lora"):
+        model = build_model(str(root))
+        cfg = AdapterConfig(kind=kind, rank=2, rank_low=2, rank_high=4)
+        inject_adapters(model.sam.image_encoder, cfg)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if is_adapter_param(name) and "gated_fc" not in name:
+                    param.normal_(0, 0.3)
+        save_adapters(
+            root / "adapters" / f"{kind.split('_')[0]}.safetensors", model.sam.image_encoder, cfg
+        )
+    return root
+
+
+@pytest.fixture
+def exported(tmp_path, micro_model):
+    root = _model_dir(tmp_path, micro_model)
+    out = tmp_path / "export-gated"
+    export_model(str(root), out, adapter="gated")
+    return root, out
+
+
+def test_manifest_describes_the_graphs(exported):
+    _, out = exported
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["graphs"]) == {"encoder", "prompt_predictor", "decoder"}
+    assert manifest["adapter_mode"].startswith("gated") and len(manifest["gated_layers"]) == 4
+    assert manifest["input_size"] == 64 and manifest["mask_size"] == 32
+    assert all(len(g["sha256"]) == 64 for g in manifest["graphs"].values())
+
+
+@pytest.mark.parametrize("adapter", ["gated", "lora", "none"])
+def test_onnxruntime_matches_torch(tmp_path, micro_model, adapter):
+    root = _model_dir(tmp_path, micro_model)
+    out = tmp_path / f"export-{adapter}"
+    export_model(str(root), out, adapter=adapter)
+    ours, reference = (
+        OnnxBackend(out, threads=2),
+        TorchBackend(build_model(str(root), adapter=adapter)),
+    )
+    image = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    a, b = ours.encode(image), reference.encode(image)
+    rel = np.linalg.norm(a.embedding - b.embedding) / np.linalg.norm(b.embedding)
+    assert rel < 1e-4
+    assert a.active_rank == b.active_rank and a.layer_ranks == b.layer_ranks
+    np.testing.assert_allclose(
+        ours.predict_prompts(a, image), reference.predict_prompts(b, image), atol=1e-4
+    )
+    points = np.random.default_rng(1).uniform(0, 64, (7, 1, 2)).astype(np.float32)
+    for coords, labels, multi in [
+        (points, np.ones((7, 1), np.float32), True),
+        (*boxes_to_prompts(np.array([[4, 4, 40, 30], [0, 10, 63, 50]], np.float32)), False),
+    ]:
+        (ma, ia), (mb, ib) = (
+            ours.decode(a, coords, labels, multi),
+            reference.decode(b, coords, labels, multi),
+        )
+        assert ma.shape == mb.shape
+        np.testing.assert_allclose(ma, mb, atol=1e-3)
+        np.testing.assert_allclose(ia, ib, atol=1e-4)
+
+
+def test_pipeline_runs_on_onnxruntime(exported):
+    _, out = exported
+    cfg = PipelineConfig(prompts=PromptConfig(threshold=0.0, min_pred_iou=0.0, max_prompts=8))
+    image = np.random.default_rng(2).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    result = Pipeline(OnnxBackend(out), cfg)(image)
+    assert result.prompts_decoded > 0 and result.active_rank is not None
+
+
+def test_tampered_and_missing_files_are_refused(exported):
+    _, out = exported
+    decoder = out / "decoder.onnx"
+    data = bytearray(decoder.read_bytes())
+    data[-10] ^= 0xFF
+    decoder.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="SHA-256 differs"):
+        OnnxBackend(out)
+    decoder.unlink()
+    with pytest.raises(FileNotFoundError, match="decoder.onnx is missing"):
+        OnnxBackend(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["format"] = "ranksam-export/0"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="re-export"):
+        OnnxBackend(out)
+    (out / "manifest.json").unlink()
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        OnnxBackend(out)
+
+
+def test_wrong_inputs_fail_before_inference(exported):
+    _, out = exported
+    backend = OnnxBackend(out)
+    with pytest.raises(ValueError, match="float32"):
+        backend.encode(np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        backend.encode(np.zeros((1, 3, 64, 64), np.float64))
+    encoded = backend.encode(np.zeros((1, 3, 64, 64), np.float32))
+    with pytest.raises(ValueError, match=r"\(N, P, 2\)"):
+        backend.decode(encoded, np.zeros((2, 2)), np.zeros((2,)), True)
+
+
+def test_int8_export_records_its_parity_check(tmp_path, micro_model):
+    root = _model_dir(tmp_path, micro_model)
+    out = tmp_path / "export-int8"
+    export_model(str(root), out, adapter="gated", precision="int8")
+    manifest = json.loads((out / "manifest.json").read_text())
+    record = manifest["int8"]
+    assert 0.0 <= record["mask_iou_vs_fp32"] <= 1.0 and record["accepted"] == (
+        record["mask_iou_vs_fp32"] >= 0.95
+    )
+    if record["accepted"]:
+        backend = OnnxBackend(out, int8=True)
+        assert backend.encode(np.zeros((1, 3, 64, 64), np.float32)).embedding.shape == (1, 32, 8, 8)
+    else:
+        with pytest.raises(ValueError, match="no accepted int8"):
+            OnnxBackend(out, int8=True)
