@@ -274,3 +274,69 @@ class PipelineConfig:
         _check(self.min_area >= 0, "min_area must be >= 0")
         _check(1 <= self.max_instances <= 65535, "max_instances must be in [1, 65535]")
         _check(0.0 <= self.score_threshold <= 1.0, "score_threshold must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Camera input of the ROS node.
+
+    ``transport``: ``raw`` (sensor_msgs/Image on ``image``) or ``compressed``
+    (CompressedImage on ``image/compressed``). ``max_age_ms``: drop frames older than this
+    (0 = off; ignored in benchmark mode, where stamps may be rewritten).
+    """
+
+    transport: str = "raw"
+    reliability: str = "best_effort"
+    depth: int = 1
+    max_age_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_choice("input.transport", self.transport, ("raw", "compressed"))
+        _check_choice("input.reliability", self.reliability, ("best_effort", "reliable"))
+        _check(1 <= self.depth <= 100, "input.depth must be in [1, 100]")
+        _check(self.max_age_ms >= 0, "input.max_age_ms must be >= 0")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What the node publishes and how (outputs are reliable by default, REP-2003)."""
+
+    reliability: str = "reliable"
+    depth: int = 2
+    label_image: bool = True
+    semantic: bool = True
+    overlay_max_rate_hz: float = 2.0
+
+    def __post_init__(self) -> None:
+        _check_choice("output.reliability", self.reliability, ("best_effort", "reliable"))
+        _check(1 <= self.depth <= 100, "output.depth must be in [1, 100]")
+        _check(self.overlay_max_rate_hz >= 0, "output.overlay_max_rate_hz must be >= 0")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Parameters of the ``ranksam`` ROS 2 node (each field is a ROS parameter, dotted)."""
+
+    model: str = "camvid-tiny"
+    adapter: str = "gated"
+    backend: str = "torch"
+    threads: int = 0
+    cameras: tuple[str, ...] = ()
+    prompts_mode: str = "auto"
+    benchmark_mode: bool = False
+    diagnostics_period_s: float = 1.0
+    input: InputConfig = field(default_factory=InputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice("backend", self.backend, ("torch", "onnxruntime", "tensorrt"))
+        _check_choice("prompts_mode", self.prompts_mode, ("auto", "external", "hybrid"))
+        _check(self.threads >= 0, "threads must be >= 0")
+        _check(self.diagnostics_period_s > 0, "diagnostics_period_s must be > 0")
+        _check(len(set(self.cameras)) == len(self.cameras), "cameras must be unique")
+        for name in self.cameras:
+            _check(
+                name.replace("_", "").isalnum() and not name[0].isdigit(),
+                f"camera name {name!r} must be a valid ROS name token",
+            )

@@ -144,3 +144,18 @@ def test_out_of_range_prompt_config_is_a_clear_error():
         PromptConfig(max_prompts=0)
     with pytest.raises(ValueError, match="class_source"):
         PromptConfig(class_source="guess")
+
+
+def test_hybrid_decodes_given_prompts_first(pipeline_model):
+    image = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    cfg = PipelineConfig(
+        prompts=PromptConfig(threshold=0.0, min_pred_iou=0.0, max_prompts=6), min_area=0
+    )
+    pipeline = Pipeline(TorchBackend(pipeline_model), cfg)
+    frame = pipeline.encode(image)
+    given = PromptSet(points=np.array([[30.0, 20.0]]))
+    hybrid = pipeline.segment(frame, given, auto=True)
+    only_auto = pipeline.segment(frame)
+    assert hybrid.prompts_decoded >= 1
+    np.testing.assert_allclose(hybrid.prompts_xy[0], [30.0, 20.0], atol=1e-6)
+    assert hybrid.candidates <= only_auto.candidates + 1

@@ -48,6 +48,23 @@ class EncodedFrame:
     timings_ms: dict[str, float] | None = None
 
 
+def _merge(first: Candidates, first_decoded: Decoded, second: Candidates, second_decoded: Decoded):
+    """Concatenate two candidate lists and their decodings (indices of the second shifted)."""
+    if not len(first):
+        return second, second_decoded
+    offset = len(first)
+    merged = Decoded(
+        logits=first_decoded.logits + second_decoded.logits,
+        masks=first_decoded.masks + second_decoded.masks,
+        pred_iou=first_decoded.pred_iou + second_decoded.pred_iou,
+        prompt_index=first_decoded.prompt_index + [i + offset for i in second_decoded.prompt_index],
+        tried=first_decoded.tried + [i + offset for i in second_decoded.tried],
+        decoded=first_decoded.decoded + second_decoded.decoded,
+        deleted=first_decoded.deleted + second_decoded.deleted,
+    )
+    return Candidates.concat(first, second), merged
+
+
 class _Timer:
     def __init__(self) -> None:
         self.ms: dict[str, float] = {}
@@ -95,22 +112,40 @@ class Pipeline:
         return EncodedFrame(tensor, geometry, encoded, maps, dict(timer.ms))
 
     def segment(
-        self, frame: EncodedFrame, prompts: PromptSet | None = None, timer: _Timer | None = None
+        self,
+        frame: EncodedFrame,
+        prompts: PromptSet | None = None,
+        timer: _Timer | None = None,
+        auto: bool | None = None,
     ) -> Segmentation:
-        """Segment an encoded frame with automatic (``None``) or given prompts."""
+        """Segment an encoded frame.
+
+        Args:
+            frame: Output of :meth:`encode`.
+            prompts: Given prompts (source pixels), or None.
+            timer: Stage timer to add to.
+            auto: Also use automatic prompts. Defaults to ``prompts is None``; with given
+                prompts too ("hybrid"), the given ones are decoded first and automatic
+                candidates inside their masks are dropped.
+        """
         timer = timer or _Timer()
-        if prompts is None:
+        auto = prompts is None if auto is None else auto
+        candidates, decoded = Candidates.empty(), Decoded()
+        if prompts is not None:
+            with timer.stage("decoder"):
+                candidates, decoded = self._decode_given(frame, prompts)
+        if auto:
             if frame.maps is None:
                 raise RuntimeError(f"model {self.backend.info.model_id} has no prompt predictor")
             with timer.stage("prompts"):
-                candidates = find_peaks(
+                found = find_peaks(
                     frame.maps[: len(self.class_names)], self.cfg.prompts, frame.geometry.input_size
                 )
+                found = self._outside(found, decoded)
             with timer.stage("decoder"):
-                decoded = self._decode_auto(frame, candidates)
-        else:
-            with timer.stage("decoder"):
-                candidates, decoded = self._decode_given(frame, prompts)
+                candidates, decoded = _merge(
+                    candidates, decoded, found, self._decode_auto(frame, found)
+                )
         with timer.stage("postprocess"):
             result = self._assemble(frame, candidates, decoded)
         result.candidates = len(candidates)
@@ -118,6 +153,17 @@ class Pipeline:
         result.layer_ranks = dict(frame.encoded.layer_ranks)
         result.timings_ms = {**(frame.timings_ms or {}), **timer.ms}
         return result
+
+    def _outside(self, found: Candidates, decoded: Decoded) -> Candidates:
+        """Automatic candidates not inside a mask of a given prompt."""
+        if not decoded.masks or not len(found):
+            return found
+        info = self.backend.info
+        cells = np.clip(
+            (found.xy * info.mask_size / info.input_size).astype(np.int64), 0, info.mask_size - 1
+        )
+        covered = np.any([mask[cells[:, 1], cells[:, 0]] for mask in decoded.masks], axis=0)
+        return found.subset(np.flatnonzero(~covered))
 
     def _decode_auto(self, frame: EncodedFrame, candidates: Candidates) -> Decoded:
         cfg = self.cfg.prompts

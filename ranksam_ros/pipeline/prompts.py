@@ -35,6 +35,24 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.scores)
 
+    @classmethod
+    def empty(cls) -> Candidates:
+        return cls(
+            np.zeros((0, 2), np.int64),
+            np.zeros((0, 2)),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.float32),
+        )
+
+    @classmethod
+    def concat(cls, first: Candidates, second: Candidates) -> Candidates:
+        return cls(
+            np.concatenate([first.cells, second.cells]),
+            np.concatenate([first.xy, second.xy]),
+            np.concatenate([first.classes, second.classes]),
+            np.concatenate([first.scores, second.scores]),
+        )
+
     def subset(self, index: np.ndarray | list[int]) -> Candidates:
         index = np.asarray(index, dtype=np.int64)
         return Candidates(

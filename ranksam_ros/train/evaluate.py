@@ -125,6 +125,7 @@ def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
         "large_area": LARGE_AREA,
         "seconds_per_image": seconds,
         "mean_active_rank": _mean(ranks) if ranks else None,
+        "active_rank_per_image": [round(r, 3) for r in ranks],
     }
     return report
 

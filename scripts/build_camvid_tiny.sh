@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Reproduce the shipped camvid-tiny model and its results from CamVid on a 2-core CPU.
+#   scripts/build_camvid_tiny.sh /path/to/camvid        (folder holding train/ and val/)
+# Stages: foundation (DDP over 2 processes), prompt predictor, LoRA r4/r8/r16, gated adapters,
+# packaging into ranksam_ros/models/camvid-tiny, then the results tables of docs/results.md.
+set -euo pipefail
+DATA="${1:?usage: scripts/build_camvid_tiny.sh CAMVID_DIR}"
+RUNS="${RUNS:-runs}"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+stamp() { echo "[$(date +%H:%M:%S)] $*"; }
+
+stamp "foundation"
+torchrun --nproc_per_node 2 -m ranksam_ros.cli train --config config/train/foundation.yaml \
+  --data "$DATA" --out "$RUNS/foundation"
+FOUNDATION="$RUNS/foundation/model.safetensors"
+
+stamp "prompt predictor"
+ranksam train --config config/train/prompt_predictor.yaml --data "$DATA" \
+  --set "model=$FOUNDATION" --out "$RUNS/prompt_predictor"
+
+for rank in 4 8 16; do
+  stamp "LoRA r$rank"
+  ranksam train --config config/train/adapter_lora.yaml --data "$DATA" \
+    --set "model=$FOUNDATION" --set "adapter.rank=$rank" --out "$RUNS/adapter_lora_r$rank"
+done
+
+stamp "gated adapters"
+ranksam train --config config/train/adapter_gated.yaml --data "$DATA" \
+  --set "model=$FOUNDATION" --out "$RUNS/adapter_gated"
+
+stamp "package"
+python scripts/package_model.py --runs "$RUNS"
+stamp "results"
+python scripts/results_adapters.py --data "$DATA/val"
+python scripts/package_model.py --runs "$RUNS"   # re-pick the `lora` alias from the results
+python scripts/results_foundation.py --data "$DATA/val"
+python scripts/results_prompts.py --data "$DATA/val"
+stamp "done"

@@ -1,0 +1,74 @@
+"""Assemble the shipped model directory from training runs.
+
+    python scripts/package_model.py --runs runs --out ranksam_ros/models/camvid-tiny
+
+Copies the foundation, the prompt predictor and every adapter set, and names the best
+fixed-rank LoRA (mean box mIoU over the four training degradations on val, read from
+docs/results/adapters.json when it exists) as the `lora` adapter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ranksam_ros.config import TRAIN_DEGRADATIONS
+from ranksam_ros.modeling.checkpoint import read_meta
+
+ROOT = Path(__file__).resolve().parents[1]
+LORA_RANKS = (4, 8, 16)
+
+
+def best_lora(results_path: Path) -> str:
+    if not results_path.is_file():
+        return "lora_r8"
+    results = json.loads(results_path.read_text())
+    scores = {
+        f"lora_r{r}": np.mean([results[f"lora_r{r}"][d]["miou"] for d in TRAIN_DEGRADATIONS])
+        for r in LORA_RANKS
+        if f"lora_r{r}" in results
+    }
+    return max(scores, key=scores.get)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="runs")
+    parser.add_argument("--out", default=str(ROOT / "ranksam_ros/models/camvid-tiny"))
+    parser.add_argument("--results", default=str(ROOT / "docs/results/adapters.json"))
+    args = parser.parse_args()
+    runs, out = Path(args.runs), Path(args.out)
+    (out / "adapters").mkdir(parents=True, exist_ok=True)
+    shutil.copy(runs / "foundation/model.safetensors", out / "model.safetensors")
+    shutil.copy(
+        runs / "prompt_predictor/prompt_predictor.safetensors", out / "prompt_predictor.safetensors"
+    )
+    shutil.copy(runs / "adapter_gated/adapter.safetensors", out / "adapters/gated.safetensors")
+    for rank in LORA_RANKS:
+        shutil.copy(
+            runs / f"adapter_lora_r{rank}/adapter.safetensors",
+            out / f"adapters/lora_r{rank}.safetensors",
+        )
+    chosen = best_lora(Path(args.results))
+    shutil.copy(out / f"adapters/{chosen}.safetensors", out / "adapters/lora.safetensors")
+    card = {
+        "name": out.name,
+        "foundation": read_meta(out / "model.safetensors")["info"],
+        "prompt_predictor": read_meta(out / "prompt_predictor.safetensors")["info"],
+        "adapters": {
+            p.stem: read_meta(p)["info"] for p in sorted((out / "adapters").glob("*.safetensors"))
+        },
+        "lora_alias": chosen,
+        "data": "CamVid train (367 frames), tuned on val; see docs/results.md",
+    }
+    (out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    print(f"packaged {out} ({size:.1f} MB), lora = {chosen}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Regenerate the foundation section of docs/results.md: box-prompt IoU on clean CamVid val
+against the filled box itself, overall, on large segments and per class.
+
+    python scripts/results_foundation.py --data ../shared/data/camvid/val
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ranksam_ros.reporting import machine_description, update_section, write_json
+from ranksam_ros.train.evaluate import EvalOptions, evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--model", default="camvid-tiny")
+    parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--docs", default=str(ROOT / "docs"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    report = evaluate(EvalOptions(model=args.model, data=args.data, limit=args.limit, threads=2))
+    docs = Path(args.docs)
+    write_json(docs / "results" / "foundation.json", report)
+    rows = [
+        "| | all segments | large (>= 1000 px) |",
+        "|---|---|---|",
+        f"| foundation, box prompt | **{report['miou']:.3f}** | **{report['miou_large']:.3f}** |",
+        f"| filled box (baseline) | {report['box_baseline_miou']:.3f} | {report['box_baseline_miou_large']:.3f} |",
+    ]
+    classes = " | ".join(report["class_iou"])
+    values = " | ".join(f"{v:.3f}" for v in report["class_iou"].values())
+    body = (
+        f"`{report['model']}` on clean CamVid val: {report['images']} frames, {report['segments']} segments "
+        f"({report['segments_large']} large), mean IoU at source resolution. Command: "
+        f"`python scripts/results_foundation.py --data <camvid>/val` "
+        f"({(time.perf_counter() - started) / 60:.1f} min, {report['seconds_per_image']:.3f} s/frame on "
+        f"{machine_description()}).\n\n"
+        + "\n".join(rows)
+        + f"\n\nPer class (mean segment IoU):\n\n| {classes} |\n|"
+        + "---|" * len(report["class_iou"])
+        + f"\n| {values} |\n"
+    )
+    update_section(docs / "results.md", "foundation", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
