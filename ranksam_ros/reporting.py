@@ -46,7 +46,8 @@ def machine_description() -> str:
         memory = f", {pages / 2**30:.0f} GiB"
     except (ValueError, OSError):
         pass
-    return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores{memory}, {system}, Python {platform.python_version()}"
 
 
 def git_revision() -> str:
