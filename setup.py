@@ -45,7 +45,7 @@ setup(
     extras_require={
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "bags": ["rosbags>=0.10"],
-        "tensorrt": ["tensorrt>=8.6"],
+        "tensorrt": ["tensorrt>=8.6,<11"],
         "dev": [
             "pytest>=7",
             "ruff>=0.5",

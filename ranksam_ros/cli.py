@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_demo(sub)
     _add_export(sub)
+    from ranksam_ros.deploy.trt_cli import add_trt_commands
+
+    add_trt_commands(sub)
     return parser
 
 
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
         print(f"ranksam {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

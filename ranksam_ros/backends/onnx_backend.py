@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ranksam_ros.backends.base import BOX_LABELS, Encoded, ModelInfo
+from ranksam_ros.backends import graph_io
+from ranksam_ros.backends.base import Encoded
 from ranksam_ros.deploy.manifest import read_manifest
 
 INSTALL_HINT = "ONNX Runtime is not installed: pip install 'ranksam_ros[onnx]' (or onnxruntime-gpu)"
@@ -57,18 +58,10 @@ class OnnxBackend:
             if key in graphs:
                 path = str(self.export_dir / graphs[key]["file"])
                 self.sessions[name] = ort.InferenceSession(path, options, providers=providers)
-        m = self.manifest
-        self.layer_names = list(m.get("gated_layers", []))
-        suffix = "+int8" if int8 else ""
-        self.info = ModelInfo(
-            model_id=f"{m['model_id']}@onnxruntime{suffix}",
-            input_size=int(m["input_size"]),
-            pixel_mean=tuple(m["pixel_mean"]),
-            pixel_std=tuple(m["pixel_std"]),
-            mask_size=int(m["mask_size"]),
-            class_names=tuple(m["class_names"]),
+        self.layer_names = list(self.manifest.get("gated_layers", []))
+        self.info = graph_io.model_info(
+            self.manifest, "onnxruntime+int8" if int8 else "onnxruntime"
         )
-        self._check_shape = (1, 3, self.info.input_size, self.info.input_size)
 
     @classmethod
     def from_model(cls, model: str, adapter: str | None = "none", threads: int = 0) -> OnnxBackend:
@@ -80,15 +73,9 @@ class OnnxBackend:
         return cls(cached_export(model, adapter), threads=threads)
 
     def encode(self, image: np.ndarray) -> Encoded:
-        if image.shape != self._check_shape or image.dtype != np.float32:
-            raise ValueError(
-                f"encoder input must be float32 {self._check_shape}, got {image.dtype} {image.shape}"
-            )
+        graph_io.check_image(image, self.info.input_size)
         embedding, ranks = self.sessions["encoder"].run(None, {"image": image})
-        if not self.layer_names:
-            return Encoded(embedding)
-        layer_ranks = {name: float(r) for name, r in zip(self.layer_names, ranks[0])}
-        return Encoded(embedding, float(np.mean(ranks)), layer_ranks)
+        return graph_io.encoded(embedding, ranks, self.layer_names)
 
     def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> np.ndarray:
         if "prompt_predictor" not in self.sessions:
@@ -101,18 +88,7 @@ class OnnxBackend:
     def decode(
         self, encoded: Encoded, coords: np.ndarray, labels: np.ndarray, multimask: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        coords = np.asarray(coords, np.float32)
-        labels = np.asarray(labels, np.float32)
-        if coords.ndim != 3 or coords.shape[-1] != 2 or labels.shape != coords.shape[:2]:
-            raise ValueError(
-                f"prompts must be (N, P, 2) with labels (N, P), got {coords.shape}, {labels.shape}"
-            )
-        is_box = labels.shape[1] == 2 and np.all(labels == np.asarray(BOX_LABELS, np.float32))
-        if not is_box:
-            # SAM's prompt encoder appends one padding point to point-only prompts.
-            coords = np.concatenate([coords, np.zeros((len(coords), 1, 2), np.float32)], axis=1)
-            labels = np.concatenate([labels, -np.ones((len(labels), 1), np.float32)], axis=1)
+        coords, labels = graph_io.decoder_prompts(coords, labels)
         feeds = {"embedding": encoded.embedding, "point_coords": coords, "point_labels": labels}
         masks, iou = self.sessions["decoder"].run(None, feeds)
-        tokens = slice(1, None) if multimask else slice(0, 1)
-        return masks[:, tokens], iou[:, tokens]
+        return graph_io.select_masks(masks, iou, multimask)

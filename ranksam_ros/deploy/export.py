@@ -84,7 +84,13 @@ def export_model(
         raise ValueError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_grad_enabled(False)
+    with torch.no_grad():
+        return _export_all(model_name, out, adapter, precision, opset)
+
+
+def _export_all(
+    model_name: str, out: Path, adapter: str | None, precision: str, opset: int
+) -> Path:
     model = build_model(model_name, adapter=adapter).eval()
     mode = _adapter_mode(model)
     arch = model.arch

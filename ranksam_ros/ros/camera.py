@@ -1,0 +1,159 @@
+"""One camera's inputs and outputs: newest-frame slot, counters, topics and publishers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from ranksam_msgs.msg import SegmentationMasks
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+
+from ranksam_ros.config import InputConfig, OutputConfig
+
+
+def make_qos(reliability: str, depth: int) -> QoSProfile:
+    """KEEP_LAST ``depth``, volatile, best effort or reliable."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.BEST_EFFORT
+        if reliability == "best_effort"
+        else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+class LatestSlot:
+    """Holds only the newest unprocessed frame; overwriting one counts as a drop."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self._lock = threading.Lock()
+        self._item: tuple[object, float] | None = None
+        self._wake = wake
+
+    def put(self, msg: object) -> bool:
+        """Store ``msg``; True when it replaced a frame that was never processed."""
+        with self._lock:
+            replaced = self._item is not None
+            self._item = (msg, time.monotonic())
+        self._wake.set()
+        return replaced
+
+    def take(self) -> tuple[object, float] | None:
+        with self._lock:
+            item, self._item = self._item, None
+        return item
+
+    def has_frame(self) -> bool:
+        with self._lock:
+            return self._item is not None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._item = None
+
+
+@dataclass
+class CameraCounters:
+    """Totals since configure, plus drops since the last published result."""
+
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0
+    bad_input: int = 0
+    stale: int = 0
+    errors: int = 0
+    dropped_since_output: int = 0
+    last_error: str = ""
+    stage_ms: deque = field(default_factory=lambda: deque(maxlen=100))
+    done_times: deque = field(default_factory=lambda: deque(maxlen=100))
+    active_ranks: deque = field(default_factory=lambda: deque(maxlen=100))
+
+    def rate_hz(self) -> float:
+        """Output rate over the last (up to 100) results."""
+        if len(self.done_times) < 2:
+            return 0.0
+        span = self.done_times[-1] - self.done_times[0]
+        return (len(self.done_times) - 1) / span if span > 0 else 0.0
+
+
+class CameraIO:
+    """Topics of one camera: ``<cam>/image[/compressed]`` in, ``~/<cam>/...`` out.
+
+    Args:
+        node: The owning node.
+        name: Camera name ("" for a single, un-namespaced camera).
+        inputs: Transport and QoS of the input.
+        outputs: Which outputs and their QoS.
+        wake: Event set whenever a frame arrives.
+    """
+
+    def __init__(
+        self, node, name: str, inputs: InputConfig, outputs: OutputConfig, wake: threading.Event
+    ) -> None:
+        self.node = node
+        self.name = name
+        self.inputs = inputs
+        prefix = f"{name}/" if name else ""
+        self.input_topic = f"{prefix}image" + (
+            "/compressed" if inputs.transport == "compressed" else ""
+        )
+        self.slot = LatestSlot(wake)
+        self.counters = CameraCounters()
+        self.cache = None  # (EncodedFrame, Header) of the latest processed frame, for the service
+        self.subscription = None
+        out_qos = make_qos(outputs.reliability, outputs.depth)
+        self.masks_pub = node.create_publisher(SegmentationMasks, f"~/{prefix}masks", out_qos)
+        self.label_pub = (
+            node.create_publisher(Image, f"~/{prefix}label_image", out_qos)
+            if outputs.label_image
+            else None
+        )
+        self.semantic_pub = (
+            node.create_publisher(Image, f"~/{prefix}semantic", out_qos)
+            if outputs.semantic
+            else None
+        )
+        self.overlay_pub = node.create_publisher(
+            Image, f"~/{prefix}overlay", make_qos("best_effort", 1)
+        )
+        self.last_overlay = 0.0
+
+    def subscribe(self) -> None:
+        msg_type = CompressedImage if self.inputs.transport == "compressed" else Image
+        qos = make_qos(self.inputs.reliability, self.inputs.depth)
+        self.subscription = self.node.create_subscription(
+            msg_type, self.input_topic, self._on_frame, qos
+        )
+
+    def unsubscribe(self) -> None:
+        if self.subscription is not None:
+            self.node.destroy_subscription(self.subscription)
+            self.subscription = None
+        self.slot.clear()
+
+    def destroy(self) -> None:
+        self.unsubscribe()
+        for pub in (self.masks_pub, self.label_pub, self.semantic_pub, self.overlay_pub):
+            if pub is not None:
+                self.node.destroy_publisher(pub)
+
+    def _on_frame(self, msg) -> None:
+        # Executor thread: keep it O(1); the worker does the real work.
+        self.counters.received += 1
+        if self.slot.put(msg):
+            self.counters.dropped += 1
+            self.counters.dropped_since_output += 1
+
+    def overlay_due(self, max_rate_hz: float) -> bool:
+        """True when someone listens to the overlay and the rate cap allows one now."""
+        if max_rate_hz <= 0 or self.overlay_pub.get_subscription_count() == 0:
+            return False
+        now = time.monotonic()
+        if now - self.last_overlay < 1.0 / max_rate_hz:
+            return False
+        self.last_overlay = now
+        return True
