@@ -12,6 +12,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 
 from ranksam_ros.config import InputConfig, OutputConfig
+from ranksam_ros.ros.conversions import BadImageError, image_to_rgb
 
 
 def make_qos(reliability: str, depth: int) -> QoSProfile:
@@ -142,11 +143,29 @@ class CameraIO:
                 self.node.destroy_publisher(pub)
 
     def _on_frame(self, msg) -> None:
-        # Executor thread: keep it O(1); the worker does the real work.
-        self.counters.received += 1
-        if self.slot.put(msg):
-            self.counters.dropped += 1
-            self.counters.dropped_since_output += 1
+        # Executor thread: keep it cheap. Raw frames are validated (and viewed as RGB, no
+        # copy for rgb8) here so every malformed one is counted even when frames arrive faster
+        # than the model runs; compressed frames are decoded by the worker.
+        counters = self.counters
+        counters.received += 1
+        rgb = None
+        if self.inputs.transport == "raw":
+            try:
+                rgb = image_to_rgb(msg)
+            except BadImageError as exc:
+                self.reject(exc)
+                return
+        if self.slot.put((msg, rgb)):
+            counters.dropped += 1
+            counters.dropped_since_output += 1
+
+    def reject(self, exc: Exception) -> None:
+        """Count and (rate-limited) log a malformed frame."""
+        self.counters.bad_input += 1
+        self.counters.last_error = str(exc)
+        self.node.get_logger().warn(
+            f"{self.input_topic}: dropped bad frame: {exc}", throttle_duration_sec=5.0
+        )
 
     def overlay_due(self, max_rate_hz: float) -> bool:
         """True when someone listens to the overlay and the rate cap allows one now."""

@@ -180,17 +180,15 @@ class RankSamNode(LifecycleNode):
                     if any(c.slot.has_frame() for c in self.cameras):
                         self.wake.set()
 
-    def _process(self, camera: CameraIO, msg, received: float) -> None:
+    def _process(self, camera: CameraIO, item: tuple, received: float) -> None:
         start = time.perf_counter()
-        try:
-            rgb = self._decode(msg)
-        except conversions.BadImageError as exc:
-            camera.counters.bad_input += 1
-            camera.counters.last_error = str(exc)
-            self.get_logger().warn(
-                f"{camera.input_topic}: dropped bad frame: {exc}", throttle_duration_sec=5.0
-            )
-            return
+        msg, rgb = item
+        if rgb is None:
+            try:
+                rgb = conversions.compressed_to_rgb(msg)
+            except conversions.BadImageError as exc:
+                camera.reject(exc)
+                return
         if self._too_old(msg):
             camera.counters.stale += 1
             return
@@ -204,11 +202,6 @@ class RankSamNode(LifecycleNode):
                 f"processing failed: {exc}\n{traceback.format_exc(limit=3)}",
                 throttle_duration_sec=5.0,
             )
-
-    def _decode(self, msg) -> np.ndarray:
-        if hasattr(msg, "format"):
-            return conversions.compressed_to_rgb(msg)
-        return conversions.image_to_rgb(msg)
 
     def _too_old(self, msg) -> bool:
         limit = self.cfg.input.max_age_ms

@@ -304,3 +304,25 @@ def test_compressed_input_across_processes_with_a_params_file(ros_context, model
         executor.shutdown()
         spinner.join(timeout=10)
         peer.destroy_node()
+
+
+def test_corrupt_compressed_frames_are_counted(harness_factory):
+    h = harness_factory("input.transport=compressed")
+    masks = h.listen(SegmentationMasks, "/ranksam/masks")
+    pub = h.peer.create_publisher(CompressedImage, "/image/compressed", 10)
+    counters = h.node.cameras[0].counters
+    corrupt = [
+        CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0 not really a jpeg"),
+        CompressedImage(format="png", data=b"\x89PNG\r\n\x1a\n" + bytes(40)),
+        CompressedImage(format="jpeg", data=b""),
+    ]
+    assert wait_for(lambda: pub.get_subscription_count() > 0)
+    for number, msg in enumerate(corrupt, start=1):
+        pub.publish(msg)
+        assert wait_for(lambda n=number: counters.bad_input == n, timeout=10)
+    buffer = io.BytesIO()
+    PILImage.fromarray(read_rgb(FRAMES[0])).save(buffer, format="PNG")
+    good = CompressedImage(format="png", data=buffer.getvalue())
+    good.header.stamp.sec = 5
+    assert _publish_until(pub, good, masks, 1)
+    assert masks[0].header.stamp.sec == 5 and h.node.active
