@@ -56,7 +56,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ranksam_ros.demo import run_demo
 
-    run_demo(out_dir=args.out, model=args.model, adapter=args.adapter)
+    live = False if args.offline else None
+    run_demo(
+        out_dir=args.out,
+        model=args.model,
+        adapter=args.adapter,
+        rate=args.rate,
+        duration=args.duration,
+        live=live,
+    )
     return 0
 
 
@@ -73,6 +81,122 @@ def _cmd_export(args: argparse.Namespace) -> int:
         verdict = "accepted" if int8["accepted"] else "REJECTED (stays off)"
         print(f"  int8 encoder: mask IoU vs fp32 {int8['mask_iou_vs_fp32']:.4f} -> {verdict}")
     return 0
+
+
+def _cmd_make_bag(args: argparse.Namespace) -> int:
+    from ranksam_ros.bench.bags import make_bag
+
+    summary = make_bag(
+        args.images,
+        args.out,
+        args.rate,
+        labels=args.labels,
+        compressed=args.compressed,
+        storage=args.storage,
+        topic=args.topic,
+        label_topic=args.label_topic,
+        frame_id=args.frame_id,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {summary['path']} ({summary['storage']}, {summary['frames']} frames)")
+    for topic, info in summary["topics"].items():
+        print(f"  {topic:<32} {info['type']:<32} {info['count']} msgs")
+    return 0
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(r) for r in text.split(",") if r.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--rates takes numbers like 2,5,10: {exc}") from exc
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from ranksam_ros.bench.report import format_summary
+    from ranksam_ros.bench.runner import BenchOptions, run_bench
+
+    options = BenchOptions(
+        bag=args.bag,
+        topic=args.topic,
+        label_topic=args.label_topic,
+        mode=args.mode,
+        rates=args.rates or (),
+        search=args.search,
+        search_min=args.search_min,
+        search_max=args.search_max,
+        probe_duration=args.probe_duration,
+        duration=args.duration,
+        runs=args.runs,
+        json=args.json,
+        plots=args.plots,
+        offline=args.offline,
+        record=args.record,
+        node_params=args.node_params,
+        overrides=tuple(args.set or ()),
+        attach=args.attach,
+        node_pid=args.node_pid,
+        fastdds_profile=not args.no_fastdds_profile,
+        input_reliability=args.input_reliability,
+        input_topic=args.input_topic,
+        output_topic=args.output_topic,
+        max_frames=args.max_frames,
+        startup_timeout=args.startup_timeout,
+    )
+    report = run_bench(options)
+    if args.offline:
+        print(json.dumps({k: v for k, v in report.items() if k != "metadata"}, indent=2))
+    else:
+        print(format_summary(report))
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _add_make_bag(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("make-bag", help="write an image folder as a rosbag2 camera stream")
+    p.add_argument("--images", required=True, help="folder of images (sorted by name)")
+    p.add_argument("--labels", help="folder of label PNGs with the images' stems (mono8 topic)")
+    p.add_argument("--out", required=True, help="bag directory, or a .mcap / .db3 file")
+    p.add_argument("--rate", type=float, required=True, help="frames per second (stamps)")
+    p.add_argument("--compressed", action="store_true", help="CompressedImage JPEG frames")
+    p.add_argument("--storage", choices=["mcap", "sqlite3"], help="default: from --out, else mcap")
+    p.add_argument("--topic", help="camera topic (default /camera/image_raw[/compressed])")
+    p.add_argument("--label-topic", default="/camera/labels")
+    p.add_argument("--frame-id", default="camera")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_cmd_make_bag)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="replay a bag through the node and measure it")
+    p.add_argument("--bag", required=True, help="rosbag2 directory, .mcap or .db3 file")
+    p.add_argument("--topic", help="camera topic (default: the bag's only image topic)")
+    p.add_argument("--label-topic", help="mono8 label topic for --offline mIoU (default: *label*)")
+    p.add_argument("--mode", choices=["looping", "timeline"], default="looping")
+    p.add_argument("--rates", type=_rates, help="comma-separated input rates in Hz")
+    p.add_argument("--search", action="store_true", help="search the peak sustained rate")
+    p.add_argument("--search-min", type=float, default=0.5, help="lowest rate searched (Hz)")
+    p.add_argument("--search-max", type=float, default=60.0, help="highest rate searched (Hz)")
+    p.add_argument("--probe-duration", type=float, default=3.0, help="seconds per search probe")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
+    p.add_argument("--runs", type=int, default=5, help="runs per rate (best/worst dropped)")
+    p.add_argument("--json", help="write the report here")
+    p.add_argument("--plots", help="folder for latency plots")
+    p.add_argument("--offline", action="store_true", help="pipeline in-process instead of DDS")
+    p.add_argument("--record", help="record the first run per rate (inputs, outputs) to .mcap")
+    p.add_argument("--node-params", help="ROS params file for the node")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="node parameter")
+    p.add_argument("--attach", action="store_true", help="use an already running node")
+    p.add_argument("--node-pid", type=int, help="with --attach: process to sample CPU/RSS of")
+    p.add_argument(
+        "--no-fastdds-profile", action="store_true", help="keep Fast DDS defaults (small SHM)"
+    )
+    p.add_argument("--input-reliability", choices=["best_effort", "reliable"])
+    p.add_argument("--input-topic", help="default /image or /image/compressed")
+    p.add_argument("--output-topic", default="/ranksam/masks")
+    p.add_argument("--max-frames", type=int, default=100, help="frames loaded (0 = all)")
+    p.add_argument("--startup-timeout", type=float, default=180.0, help="seconds for the node")
+    p.set_defaults(func=_cmd_bench)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -117,10 +241,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="segment the bundled frames and write overlays")
+    p = sub.add_parser("demo", help="replay the bundled frames through the node, draw overlays")
     p.add_argument("--out", default="out/demo")
-    p.add_argument("--model", default="camvid-tiny")
-    p.add_argument("--adapter", default="gated")
+    p.add_argument("--model", default="camvid-tiny", help="shipped name or model directory")
+    p.add_argument("--adapter", default="gated", help="adapter name or file, or none")
+    p.add_argument("--rate", type=float, default=2.0, help="looping input rate (Hz)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of replay")
+    p.add_argument("--offline", action="store_true", help="skip ROS 2: segment in-process only")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -131,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_demo(sub)
     _add_export(sub)
+    _add_make_bag(sub)
+    _add_bench(sub)
     from ranksam_ros.deploy.trt_cli import add_trt_commands
 
     add_trt_commands(sub)

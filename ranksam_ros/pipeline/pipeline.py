@@ -179,7 +179,13 @@ class Pipeline:
 
         info = self.backend.info
         return decode_with_deletion(
-            candidates, decode, cfg, info.mask_size, info.input_size, features
+            candidates,
+            decode,
+            cfg,
+            info.mask_size,
+            info.input_size,
+            features,
+            self.cfg.mask_threshold,
         )
 
     def _decode_given(self, frame: EncodedFrame, prompts: PromptSet) -> tuple[Candidates, Decoded]:

@@ -151,6 +151,7 @@ def decode_with_deletion(
     mask_size: int,
     input_size: int,
     features: np.ndarray | None = None,
+    mask_threshold: float = 0.0,
 ) -> Decoded:
     """Decode candidates best first, dropping those an accepted mask already explains.
 
@@ -162,6 +163,7 @@ def decode_with_deletion(
         input_size: Side of the network input.
         features: Unit-normalised embedding ``(C, g, g)`` for the elimination map
             (only used when ``cfg.elimination_threshold > 0``).
+        mask_threshold: Logit above which a pixel belongs to the mask.
 
     Returns:
         The accepted masks and counts of decoded and deleted prompts.
@@ -183,7 +185,7 @@ def decode_with_deletion(
         result.decoded += len(batch)
         result.tried.extend(batch)
         for index, lg, score in zip(batch, logits, iou):
-            mask = lg > 0.0
+            mask = lg > mask_threshold
             if score < cfg.min_pred_iou or not mask.any():
                 continue
             result.logits.append(lg)

@@ -7,8 +7,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +16,15 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("ranksam_msgs")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from node_harness import (  # noqa: E402
+    FRAMES,
+    ROOT,
+    _frame,
+    _publish_until,
+    harness_factory_impl,
+    make_model_dir,
+    wait_for,
+)
 from ranksam_msgs.msg import ClassList, SegmentationMasks  # noqa: E402
 from ranksam_msgs.srv import SegmentImage  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
@@ -26,122 +33,19 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
 
 from ranksam_ros.data.folder import read_rgb  # noqa: E402
-from ranksam_ros.ros.conversions import msg_instance_mask, rgb_to_image  # noqa: E402
-from ranksam_ros.ros.node import RankSamNode  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-FRAMES = sorted((ROOT / "ranksam_ros/assets/camvid_val/images").iterdir())
-EAGER = [  # a random micro model: accept every prompt so instances exist
-    "pipeline.prompts.threshold=0.0",
-    "pipeline.prompts.min_pred_iou=0.0",
-    "pipeline.prompts.max_prompts=8",
-    "pipeline.min_area=0",
-]
+from ranksam_ros.ros.conversions import msg_instance_mask  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from ranksam_ros.config import CAMVID_CLASSES
-    from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor, save_prompt_predictor
-    from ranksam_ros.modeling.registry import build_model, save_model
-
-    root = tmp_path_factory.mktemp("micro-model")
-    model = build_model("micro")
-    save_model(root / "model.safetensors", model)
-    save_prompt_predictor(
-        root / "prompt_predictor.safetensors", build_prompt_predictor(model.arch, CAMVID_CLASSES)
-    )
-    return root
-
-
-def _param(text) -> Parameter:
-    if isinstance(text, list):
-        return Parameter(text[0], value=text[1])
-    name, value = text.split("=", 1)
-    for cast in (int, float):
-        try:
-            return Parameter(name, value=cast(value))
-        except ValueError:
-            continue
-    if value in ("true", "false"):
-        return Parameter(name, value=value == "true")
-    return Parameter(name, value=value)
-
-
-class Harness:
-    """The node and a peer node spinning in a background executor of a private context."""
-
-    def __init__(
-        self, context, model_dir: Path, overrides: list[str], autostart: bool = True
-    ) -> None:
-        params = [
-            _param(t)
-            for t in [f"model={model_dir}", "adapter=none", "threads=1", *EAGER, *overrides]
-        ]
-        self.node = RankSamNode(context=context, parameter_overrides=params)
-        self.peer = Node("peer", context=context)
-        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.peer)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-        if autostart:
-            assert self.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-            assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        self.received: dict[str, list] = {}
-
-    def listen(self, msg_type, topic: str, qos=10) -> list:
-        self.received[topic] = box = []
-        self.peer.create_subscription(msg_type, topic, box.append, qos)
-        return box
-
-    def close(self) -> None:
-        self.node._stop_worker()
-        self.executor.shutdown()
-        self.thread.join(timeout=10)
-        self.node.destroy_node()
-        self.peer.destroy_node()
+    return make_model_dir(tmp_path_factory)
 
 
 @pytest.fixture
 def harness_factory(ros_context, model_dir):
-    made = []
-
-    def make(*overrides: str, autostart: bool = True) -> Harness:
-        made.append(Harness(ros_context, model_dir, list(overrides), autostart))
-        return made[-1]
-
-    yield make
-    for harness in made:
-        harness.close()
-
-
-def wait_for(predicate, timeout: float = 20.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def _frame(index: int, sec: int) -> tuple[np.ndarray, Image]:
-    rgb = read_rgb(FRAMES[index])
-    header = Header(frame_id="camera_optical")
-    header.stamp.sec, header.stamp.nanosec = sec, 123
-    return rgb, rgb_to_image(rgb, header)
-
-
-def _publish_until(pub, msg, received: list, count: int, timeout: float = 20.0) -> bool:
-    """Publish (re-sending while discovery settles) until ``count`` outputs arrived."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and len(received) < count:
-        pub.publish(msg)
-        wait_for(lambda: len(received) >= count, timeout=0.5)
-    return len(received) >= count
+    yield from harness_factory_impl(ros_context, model_dir)
 
 
 def test_frames_in_masks_out_with_source_stamps(harness_factory):

@@ -14,7 +14,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted(
     path
-    for pattern in ("ranksam_ros/ros/*.py", "tests/ros/*.py")
+    for pattern in (
+        "ranksam_ros/ros/*.py",
+        "ranksam_ros/bench/*.py",
+        "ranksam_ros/demo.py",
+        "tests/ros/*.py",
+        "tests/bench/*.py",
+    )
     for path in ROOT.glob(pattern)
     if path.name != Path(__file__).name
 )

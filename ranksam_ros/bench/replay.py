@@ -1,0 +1,286 @@
+"""Player and monitor over DDS: replay raw bag frames with unique stamps, time the outputs.
+
+One rclpy node in a private context. The player thread publishes serialised frames (LOOPING at
+a target rate, frame ``i mod N``, or TIMELINE with the bag's timing) after writing a unique,
+wall-clock-like stamp into the CDR bytes. The monitor subscribes to the output with a raw
+subscription and reads the stamp from the same bytes, so outputs match inputs without
+deserialising. A sample of matched outputs is kept to read the node's stage timings.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+
+from ranksam_ros.bench.bags import COMPRESSED, BagFrames
+from ranksam_ros.bench.cdr import CdrError, StampSequence, stamp_key, with_stamp
+
+MODEL_STAGES = ("preprocess_ms", "encoder_ms", "prompt_ms", "decoder_ms", "postprocess_ms")
+
+
+def qos(reliability: str, depth: int) -> QoSProfile:
+    """KEEP_LAST ``depth``, volatile, ``best_effort`` or ``reliable``."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.BEST_EFFORT
+        if reliability == "best_effort"
+        else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+@dataclass
+class RunRecord:
+    """What one run sent and received (monotonic ns) plus sampled raw outputs."""
+
+    rate_hz: float
+    started: float = 0.0  # time.monotonic() of the first send
+    ended: float = 0.0  # after draining
+    sent: dict[int, int] = field(default_factory=dict)
+    received: dict[int, int] = field(default_factory=dict)
+    samples: dict[int, bytes] = field(default_factory=dict)
+    late_sends: int = 0
+
+    def model_ms(self, deserialize: Callable[[bytes], object]) -> dict[int, float]:
+        """Stamp -> the node's model stages (ms) of each sampled output of this run."""
+        out = {}
+        for key, raw in self.samples.items():
+            if key in self.sent:
+                timing = deserialize(raw).timing
+                out[key] = float(sum(getattr(timing, name) for name in MODEL_STAGES))
+        return out
+
+
+class Monitor:
+    """Arrival times of outputs keyed by header stamp; keeps every ``sample_every``-th output."""
+
+    def __init__(self, sample_every: int = 1) -> None:
+        self.lock = threading.Lock()
+        self.received: dict[int, int] = {}
+        self.samples: dict[int, bytes] = {}
+        self.sample_every = max(1, sample_every)
+        self.count = 0
+        self.last_arrival = 0.0
+        self.first_arrival: float | None = None
+
+    def __call__(self, raw: bytes) -> None:
+        now = time.monotonic_ns()
+        try:
+            key = stamp_key(raw)
+        except CdrError:
+            return
+        with self.lock:
+            self.count += 1
+            self.last_arrival = now / 1e9
+            if self.first_arrival is None:
+                self.first_arrival = now / 1e9
+            if key not in self.received:
+                self.received[key] = now
+                if self.count % self.sample_every == 0:
+                    self.samples[key] = raw
+
+    def reset(self) -> None:
+        with self.lock:
+            self.received, self.samples = {}, {}
+
+    def take(self) -> tuple[dict[int, int], dict[int, bytes]]:
+        with self.lock:
+            return dict(self.received), dict(self.samples)
+
+
+class BenchNode:
+    """The benchmark's own ROS node: publisher of frames, monitor of outputs, optional recorder.
+
+    Args:
+        frames: Serialised camera frames (their stamps are rewritten on send).
+        input_topic: The node's input topic.
+        output_topic: The node's ``SegmentationMasks`` topic.
+        input_reliability: QoS of the frame publisher (match the node's input QoS).
+        node_name: Name of the node under test (to recognise its diagnostics).
+        sample_every: Keep every k-th output to read its stage timings.
+        recorder: Optional :class:`ranksam_ros.bench.record.BagRecorder`.
+    """
+
+    def __init__(
+        self,
+        frames: BagFrames,
+        input_topic: str,
+        output_topic: str,
+        input_reliability: str = "best_effort",
+        node_name: str = "ranksam",
+        sample_every: int = 1,
+        recorder=None,
+    ) -> None:
+        self.frames = frames
+        self.input_topic, self.output_topic = input_topic, output_topic
+        self.node_name = node_name
+        self.recorder = recorder
+        self.monitor = Monitor(sample_every)
+        self.stamps = StampSequence()
+        self.diagnostics_seen = False
+        self.context = Context()
+        rclpy.init(args=[], context=self.context)
+        self.node = rclpy.create_node("ranksam_bench", context=self.context)
+        msg_type = CompressedImage if frames.msgtype == COMPRESSED else Image
+        self.publisher = self.node.create_publisher(
+            msg_type, input_topic, qos(input_reliability, 1)
+        )
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.monitor_group = MutuallyExclusiveCallbackGroup()
+        self.monitor_sub = None
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self.spinner = threading.Thread(target=self.executor.spin, name="bench-spin", daemon=True)
+        self.spinner.start()
+
+    # Start-up ----------------------------------------------------------------------------------
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        if any(s.name.startswith(f"{self.node_name}:") for s in msg.status):
+            self.diagnostics_seen = True
+
+    def output_reliability(self) -> str:
+        """``best_effort`` if any publisher of the output is best effort, else ``reliable``."""
+        infos = self.node.get_publishers_info_by_topic(self.output_topic)
+        best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos)
+        return "best_effort" if best_effort else "reliable"
+
+    def wait_ready(self, timeout: float, check_alive: Callable[[], None]) -> None:
+        """Block until the node subscribes to the input and publishes the output.
+
+        Args:
+            timeout: Seconds to wait.
+            check_alive: Raises if the node under test died meanwhile.
+
+        Raises:
+            TimeoutError: Not ready in time (the message says what is missing).
+        """
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            check_alive()
+            subscribed = self.publisher.get_subscription_count() > 0
+            publishing = self.node.count_publishers(self.output_topic) > 0
+            if subscribed and publishing:  # diagnostics only help explain a timeout
+                break
+            time.sleep(0.05)
+        else:
+            raise TimeoutError(
+                f"node not ready after {timeout:.0f} s: subscribed to {self.input_topic}: "
+                f"{self.publisher.get_subscription_count() > 0}, publishing "
+                f"{self.output_topic}: {self.node.count_publishers(self.output_topic) > 0}, "
+                f"diagnostics seen: {self.diagnostics_seen}"
+            )
+        self._subscribe_output()
+
+    def _subscribe_output(self) -> None:
+        from ranksam_msgs.msg import SegmentationMasks
+
+        self.monitor_sub = self.node.create_subscription(
+            SegmentationMasks,
+            self.output_topic,
+            self.monitor,
+            qos(self.output_reliability(), 10),
+            callback_group=self.monitor_group,
+            raw=True,
+        )
+        if self.recorder is not None:
+            self.recorder.subscribe(self.node, self.output_topic, self.output_reliability())
+
+    def warm_up(self, timeout: float, check_alive: Callable[[], None], rate: float = 2.0) -> float:
+        """Send frames until the first output arrives; returns its ``time.monotonic()``.
+
+        Raises:
+            TimeoutError: No output within ``timeout`` seconds.
+        """
+        end = time.monotonic() + timeout
+        index = 0
+        while self.monitor.first_arrival is None:
+            check_alive()
+            if time.monotonic() > end:
+                raise TimeoutError(f"no output on {self.output_topic} within {timeout:.0f} s")
+            self._send(index % len(self.frames), {})
+            index += 1
+            deadline = time.monotonic() + 1.0 / rate
+            while self.monitor.first_arrival is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return self.monitor.first_arrival
+
+    # Runs --------------------------------------------------------------------------------------
+    def _send(self, index: int, sent: dict[int, int]) -> None:
+        stamp = self.stamps.next(time.time_ns())
+        data = with_stamp(self.frames.raw[index], stamp)
+        sent_at = time.monotonic_ns()
+        self.publisher.publish(data)
+        sent[stamp] = sent_at
+        if self.recorder is not None:
+            self.recorder.write(self.input_topic, time.time_ns(), data)
+
+    def _schedule(self, mode: str, rate: float, duration: float) -> Iterator[tuple[float, int]]:
+        """(offset s, frame index) pairs covering ``duration`` seconds."""
+        count = len(self.frames)
+        if mode == "looping":
+            for k in range(max(1, int(round(duration * rate)))):
+                yield k / rate, k % count
+            return
+        offsets = (self.frames.log_ns - self.frames.log_ns[0]) / 1e9
+        gaps = np.diff(offsets)
+        loop = offsets[-1] + (float(np.median(gaps)) if len(gaps) else 1.0 / rate)
+        k = 0
+        while True:
+            for index, offset in enumerate(offsets):
+                if k * loop + offset >= duration:
+                    return
+                yield k * loop + offset, index
+            k += 1
+
+    def run(self, rate: float, duration: float, mode: str = "looping") -> RunRecord:
+        """Play for ``duration`` seconds, then wait for the outputs still in flight."""
+        self.monitor.reset()
+        record = RunRecord(rate)
+        start = time.monotonic()
+        record.started = start
+        for offset, index in self._schedule(mode, rate, duration):
+            delay = start + offset - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -1.0 / rate:  # fell behind by a whole period: do not burst
+                record.late_sends += 1
+                start -= delay
+            self._send(index, record.sent)
+        self._drain(record)
+        record.ended = time.monotonic()
+        record.received, record.samples = self.monitor.take()
+        return record
+
+    def _drain(self, record: RunRecord, cap: float = 30.0) -> None:
+        """Wait until every frame is answered, or outputs stop coming for a while."""
+        sent_end = time.monotonic()
+        end = sent_end + cap
+        while time.monotonic() < end:
+            received, _ = self.monitor.take()
+            latencies = [received[k] - t for k, t in record.sent.items() if k in received]
+            if len(latencies) == len(record.sent):
+                return
+            idle = min(10.0, max(1.0, 2.0 * max(latencies, default=0) / 1e9))
+            last = max(self.monitor.last_arrival, sent_end)
+            if time.monotonic() - last > idle:
+                return
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Stop spinning and release the private context (executor first, then the node)."""
+        self.executor.shutdown()
+        self.spinner.join(timeout=10)
+        self.node.destroy_node()
+        self.context.try_shutdown()
