@@ -185,7 +185,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--offline", action="store_true", help="pipeline in-process instead of DDS")
     p.add_argument("--record", help="record the first run per rate (inputs, outputs) to .mcap")
     p.add_argument("--node-params", help="ROS params file for the node")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="node parameter")
+    p.add_argument(
+        "--set", action="extend", nargs="+", metavar="KEY=VALUE", help="node parameter(s)"
+    )
     p.add_argument("--attach", action="store_true", help="use an already running node")
     p.add_argument("--node-pid", type=int, help="with --attach: process to sample CPU/RSS of")
     p.add_argument(

@@ -53,9 +53,8 @@ def check_model(model: str, adapter: str) -> Path:
 
 
 def ros_available() -> bool:
-    """True when the live demo can run (ROS 2 Python, our messages, rosbags, psutil)."""
+    """True when the live demo can run (ROS 2 Python, our messages and rosbags)."""
     try:
-        import psutil  # noqa: F401
         import rclpy  # noqa: F401
         import rosbags  # noqa: F401
         from ranksam_msgs.msg import SegmentationMasks  # noqa: F401

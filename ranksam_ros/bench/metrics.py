@@ -175,6 +175,8 @@ def aggregate_runs(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
             out[key] = min(values)
         else:
             out[key] = float(np.mean(values))
+        if key.startswith(("NUM_", "LATE_")) and float(out[key]).is_integer():
+            out[key] = int(out[key])  # counts stay counts when the mean is whole
     return out
 
 

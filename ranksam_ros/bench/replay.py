@@ -41,6 +41,29 @@ def qos(reliability: str, depth: int) -> QoSProfile:
     )
 
 
+# rcl_interfaces/ParameterValue field holding each ParameterType (1..9).
+_VALUE_FIELDS = {
+    1: "bool_value",
+    2: "integer_value",
+    3: "double_value",
+    4: "string_value",
+    5: "byte_array_value",
+    6: "bool_array_value",
+    7: "integer_array_value",
+    8: "double_array_value",
+    9: "string_array_value",
+}
+
+
+def _python_value(value) -> object:
+    """A ``ParameterValue`` as a plain Python value (None when unset)."""
+    name = _VALUE_FIELDS.get(value.type)
+    if name is None:
+        return None
+    result = getattr(value, name)
+    return list(result) if value.type >= 5 else result
+
+
 @dataclass
 class RunRecord:
     """What one run sent and received (monotonic ns) plus sampled raw outputs."""
@@ -107,10 +130,12 @@ class BenchNode:
         frames: Serialised camera frames (their stamps are rewritten on send).
         input_topic: The node's input topic.
         output_topic: The node's ``SegmentationMasks`` topic.
-        input_reliability: QoS of the frame publisher (match the node's input QoS).
+        input_reliability: QoS of the frame publisher (match the node's input QoS; default
+            best effort).
         node_name: Name of the node under test (to recognise its diagnostics).
         sample_every: Keep every k-th output to read its stage timings.
         recorder: Optional :class:`ranksam_ros.bench.record.BagRecorder`.
+        adapt_qos: Switch to a reliable publisher when the node's input is reliable only.
     """
 
     def __init__(
@@ -118,10 +143,11 @@ class BenchNode:
         frames: BagFrames,
         input_topic: str,
         output_topic: str,
-        input_reliability: str = "best_effort",
+        input_reliability: str | None = None,
         node_name: str = "ranksam",
         sample_every: int = 1,
         recorder=None,
+        adapt_qos: bool = False,
     ) -> None:
         self.frames = frames
         self.input_topic, self.output_topic = input_topic, output_topic
@@ -133,9 +159,10 @@ class BenchNode:
         self.context = Context()
         rclpy.init(args=[], context=self.context)
         self.node = rclpy.create_node("ranksam_bench", context=self.context)
-        msg_type = CompressedImage if frames.msgtype == COMPRESSED else Image
+        self.publisher_type = CompressedImage if frames.msgtype == COMPRESSED else Image
+        self.input_reliability, self.adapt_qos = input_reliability or "best_effort", adapt_qos
         self.publisher = self.node.create_publisher(
-            msg_type, input_topic, qos(input_reliability, 1)
+            self.publisher_type, input_topic, qos(self.input_reliability, 1)
         )
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.monitor_group = MutuallyExclusiveCallbackGroup()
@@ -149,6 +176,36 @@ class BenchNode:
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         if any(s.name.startswith(f"{self.node_name}:") for s in msg.status):
             self.diagnostics_seen = True
+
+    def _match_input_qos(self) -> None:
+        """Publish reliably when the only subscribers of the input are reliable ones."""
+        infos = self.node.get_subscriptions_info_by_topic(self.input_topic)
+        reliable = [i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos]
+        if reliable and all(reliable) and self.input_reliability == "best_effort":
+            self.node.destroy_publisher(self.publisher)
+            self.input_reliability = "reliable"
+            self.publisher = self.node.create_publisher(
+                self.publisher_type, self.input_topic, qos("reliable", 1)
+            )
+
+    def remote_parameters(self, names: list[str], timeout: float = 5.0) -> dict:
+        """Values of the node's parameters ``names`` through its GetParameters service."""
+        from rcl_interfaces.srv import GetParameters
+
+        client = self.node.create_client(GetParameters, f"/{self.node_name}/get_parameters")
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                return {}
+            future = client.call_async(GetParameters.Request(names=names))
+            end = time.monotonic() + timeout
+            while not future.done() and time.monotonic() < end:
+                time.sleep(0.02)
+            if not future.done() or future.result() is None:
+                return {}
+            values = future.result().values
+            return {n: _python_value(v) for n, v in zip(names, values)}
+        finally:
+            self.node.destroy_client(client)
 
     def output_reliability(self) -> str:
         """``best_effort`` if any publisher of the output is best effort, else ``reliable``."""
@@ -169,6 +226,8 @@ class BenchNode:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             check_alive()
+            if self.adapt_qos:
+                self._match_input_qos()
             subscribed = self.publisher.get_subscription_count() > 0
             publishing = self.node.count_publishers(self.output_topic) > 0
             if subscribed and publishing:  # diagnostics only help explain a timeout
@@ -208,7 +267,11 @@ class BenchNode:
         while self.monitor.first_arrival is None:
             check_alive()
             if time.monotonic() > end:
-                raise TimeoutError(f"no output on {self.output_topic} within {timeout:.0f} s")
+                raise TimeoutError(
+                    f"no output on {self.output_topic} within {timeout:.0f} s although the node "
+                    f"subscribes to {self.input_topic} ({self.input_reliability} frames sent: "
+                    f"{index}; its diagnostics seen: {self.diagnostics_seen})"
+                )
             self._send(index % len(self.frames), {})
             index += 1
             deadline = time.monotonic() + 1.0 / rate

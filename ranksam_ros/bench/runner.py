@@ -44,6 +44,8 @@ from ranksam_ros.bench.report import (
 )
 
 MODES = ("looping", "timeline")
+ATTACH_PARAMETERS = ("model", "adapter", "backend", "threads", "benchmark_mode")
+ATTACH_PARAMETERS += ("input.transport", "input.reliability", "output.reliability")
 
 
 @dataclass
@@ -171,6 +173,28 @@ class _Live:
     latencies: dict = field(default_factory=dict)
     model_id: str | None = None
 
+    def close(self) -> dict | None:
+        """Stop everything that was started; returns the recording's verification."""
+        summary = None
+        try:
+            if self.bench is not None:
+                self.bench.close()
+            if self.recorder is not None:
+                try:
+                    summary = self.recorder.close()
+                except ValueError as exc:  # e.g. no output arrived while recording
+                    summary = {
+                        "path": str(self.recorder.path),
+                        "verified": False,
+                        "error": str(exc),
+                    }
+        finally:
+            if self.sampler is not None:
+                self.sampler.stop()
+            if self.proc is not None:
+                self.proc.stop()
+        return summary
+
     def alive(self) -> None:
         if self.proc is not None and self.proc.exit_code() is not None:
             raise RuntimeError(
@@ -208,36 +232,54 @@ def _log_path(opts: BenchOptions) -> Path:
     return Path(tempfile.mkdtemp(prefix="ranksam-bench-")) / "node.log"
 
 
+def _sampler(opts: BenchOptions, pid: int | None) -> ResourceSampler | None:
+    """CPU/RSS sampling of the node when psutil is installed and the process is known."""
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        _say(opts, "psutil is not installed: no node CPU/RSS (pip install psutil)")
+        return None
+    pid = pid or opts.node_pid or find_node_pid()
+    if pid is None:
+        _say(opts, "node process not found: no CPU/RSS (pass --node-pid)")
+        return None
+    sampler = ResourceSampler(pid)
+    sampler.start()
+    return sampler
+
+
 def _start(opts: BenchOptions, frames: BagFrames, values: dict, cfg) -> _Live:
+    """Recorder and bench node first, then the node process; undone if anything fails."""
     from ranksam_ros.bench.replay import BenchNode
 
     profile = fastdds_profile() if opts.fastdds_profile else None
     if profile is not None:  # this process publishes the frames: it needs the profile too
         os.environ.setdefault(PROFILE_ENV, str(profile))
-    proc = None
-    if not opts.attach:
-        forced = {k: values[k] for k in ("benchmark_mode", "input.transport")}
-        params = {**node_parameters(None, list(opts.overrides)), **forced}  # file stays a file
-        proc = NodeProcess(opts.node_params, params, _log_path(opts), profile)
-        proc.start()
-        _say(opts, f"started the node (pid {proc.pid}), log: {proc.log_path}")
-    pid = proc.pid if proc else (opts.node_pid or find_node_pid())
-    sampler = ResourceSampler(pid) if pid else None
-    if sampler:
-        sampler.start()
-    recorder = None
     compressed = frames.msgtype == COMPRESSED
     input_topic = opts.input_topic or ("/image/compressed" if compressed else "/image")
-    if opts.record:
-        from ranksam_ros.bench.record import BagRecorder
+    live = _Live(opts, None, None, None, None)
+    try:
+        if opts.record:
+            from ranksam_ros.bench.record import BagRecorder
 
-        recorder = BagRecorder(opts.record, input_topic, frames.msgtype)
-    reliability = opts.input_reliability or cfg.input.reliability
-    bench = BenchNode(
-        frames, input_topic, opts.output_topic, reliability, sample_every=opts.sample_every,
-        recorder=recorder,
-    )  # fmt: skip
-    return _Live(opts, bench, proc, sampler, recorder)
+            live.recorder = BagRecorder(opts.record, input_topic, frames.msgtype)
+        reliability = opts.input_reliability or (None if opts.attach else cfg.input.reliability)
+        live.bench = BenchNode(
+            frames, input_topic, opts.output_topic, reliability,
+            sample_every=opts.sample_every, recorder=live.recorder,
+            adapt_qos=opts.attach and opts.input_reliability is None,
+        )  # fmt: skip
+        if not opts.attach:
+            forced = {k: values[k] for k in ("benchmark_mode", "input.transport")}
+            params = {**node_parameters(None, list(opts.overrides)), **forced}  # file stays
+            live.proc = NodeProcess(opts.node_params, params, _log_path(opts), profile)
+            live.proc.start()
+            _say(opts, f"started the node (pid {live.proc.pid}), log: {live.proc.log_path}")
+        live.sampler = _sampler(opts, live.proc.pid if live.proc else None)
+    except BaseException:
+        live.close()
+        raise
+    return live
 
 
 def _measure(live: _Live, rate: float, duration: float) -> dict:
@@ -322,10 +364,11 @@ def run_live_bench(opts: BenchOptions, frames: BagFrames, meta: dict) -> dict:
     values, cfg = _node_setup(opts, frames)
     live = _start(opts, frames, values, cfg)
     custom: dict = {}
-    record_summary = None
     try:
         live.bench.wait_ready(opts.startup_timeout, live.alive)
         first = live.bench.warm_up(opts.startup_timeout, live.alive)
+        if opts.attach:  # what the running node was configured with
+            values = live.bench.remote_parameters(list(ATTACH_PARAMETERS))
         if live.proc is not None:
             custom["cold_start_s"] = first - live.proc.started
             load = live.proc.model_load()
@@ -340,13 +383,7 @@ def run_live_bench(opts: BenchOptions, frames: BagFrames, meta: dict) -> dict:
                 custom["skipped_rates_above_peak"] = skipped
         per_rate = {rate: _measure_rate(live, rate) for rate in _rates(opts, frames, search)}
     finally:
-        live.bench.close()
-        if live.recorder is not None:
-            record_summary = live.recorder.close()
-        if live.sampler is not None:
-            live.sampler.stop()
-        if live.proc is not None:
-            live.proc.stop()
+        record_summary = live.close()
     if record_summary is not None:
         custom["record"] = record_summary
         _say(opts, f"recorded {record_summary['path']}: {record_summary['topics']}")
@@ -360,13 +397,14 @@ def _finish(live: _Live, per_rate, custom, meta, values, cfg, search) -> dict:
         **meta,
         "mode": opts.mode,
         "model_id": live.model_id,
-        "backend": cfg.backend,
+        "backend": values.get("backend") if opts.attach else cfg.backend,
         "node_params": values,
         "params_file": opts.node_params,
         "attach": opts.attach,
         "duration_s": opts.duration,
         "runs": opts.runs,
         "input_topic": live.bench.input_topic,
+        "input_reliability": live.bench.input_reliability,
         "output_topic": opts.output_topic,
         "stamps_rewritten": True,
         "fastdds_profile": os.environ.get(PROFILE_ENV),

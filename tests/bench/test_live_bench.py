@@ -108,12 +108,13 @@ def test_a_node_that_fails_to_start_is_reported_with_its_log(labelled_bag, tmp_p
 
 
 def test_attach_to_a_running_node_with_bag_timing(labelled_bag, micro_model_dir, tmp_path):
-    """--attach measures a node started elsewhere; TIMELINE keeps the bag's 5 Hz timing."""
+    """--attach measures a node started elsewhere (reliable input: the publisher follows);
+    TIMELINE keeps the bag's 5 Hz timing."""
     from ranksam_ros.bench.node_process import NodeProcess
     from ranksam_ros.bench.runner import BenchOptions, run_bench
 
     params = {"model": str(micro_model_dir), "adapter": "none", "threads": 1}
-    params.update({"benchmark_mode": True, "input.transport": "compressed"})
+    params.update({"input.transport": "compressed", "input.reliability": "reliable"})
     node = NodeProcess(None, params, tmp_path / "node.log")
     node.start()
     try:
@@ -123,8 +124,13 @@ def test_attach_to_a_running_node_with_bag_timing(labelled_bag, micro_model_dir,
         )  # fmt: skip
         report = run_bench(options)
     finally:
-        assert node.stop() == 0, node.log_tail()
+        code = node.stop()
+    assert code == 0, node.log_tail()
     assert report["metadata"]["mode"] == "timeline" and report["metadata"]["attach"]
     assert report["NUM_FRAMES_SENT"] == 10 and report["NUM_FRAMES_RECEIVED"] > 0
     assert report["SENT_RATE_HZ"] == pytest.approx(5.0, rel=0.1)
     assert report["NODE_CPU_MEAN_PERCENT"] >= 0 and "cold_start_s" not in report["custom"]
+    meta = report["metadata"]
+    assert meta["node_params"]["model"] == str(micro_model_dir) and meta["backend"] == "torch"
+    assert meta["input_reliability"] == "reliable"
+    assert meta["node_params"]["benchmark_mode"] is False  # wall-clock stamps pass age gates
