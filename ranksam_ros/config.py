@@ -202,11 +202,14 @@ class TrainConfig:
     """One training run.
 
     ``stage``: foundation (all of SAM), adapter (adapters only, on degraded frames) or prompt
-    (the prompt predictor on frozen embeddings).
+    (the prompt predictor on frozen embeddings). ``model`` names the architecture or the frozen
+    base; ``init`` optionally starts a foundation run from the weights of one of our checkpoints
+    (a second, lower-learning-rate phase).
     """
 
     stage: str = "foundation"
     model: str = "tiny"
+    init: str = ""
     adapter: AdapterConfig | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

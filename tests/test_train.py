@@ -173,3 +173,16 @@ def test_ddp_under_torchrun(dataset_root, tmp_path):
     assert process.returncode == 0, stderr[-3000:]
     meta = read_meta(out / "model.safetensors")
     assert meta["info"]["world"] == 2 and meta["info"]["steps"] == 2
+
+
+def test_foundation_can_start_from_a_checkpoint(dataset_root, tmp_path, micro_model):
+    from ranksam_ros.modeling.registry import save_model
+
+    start = tmp_path / "start.safetensors"
+    save_model(start, micro_model)
+    cfg = _config(dataset_root, tmp_path / "ft", "model=micro", f"init={start}", "optim.steps=1")
+    trainer = Trainer(cfg)
+    for key, value in micro_model.sam.state_dict().items():
+        assert torch.equal(value, trainer.model.sam.state_dict()[key])
+    with pytest.raises(ValueError, match="another architecture"):
+        Trainer(_config(dataset_root, tmp_path / "bad", "model=tiny", f"init={start}"))

@@ -76,6 +76,11 @@ def build_trainable(cfg: TrainConfig) -> RankSam:
             param.requires_grad_(False)
         model.prompt_predictor = build_prompt_predictor(model.arch, tuple(cfg.data.class_names))
     else:
+        if cfg.init:
+            start = build_model(cfg.init)
+            if start.arch != model.arch:
+                raise ValueError(f"init={cfg.init} has another architecture than model={cfg.model}")
+            model.sam.load_state_dict(start.sam.state_dict())
         for param in model.parameters():
             param.requires_grad_(True)
     return model.train()
