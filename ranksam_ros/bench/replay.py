@@ -20,25 +20,19 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from ranksam_ros.bench.bags import COMPRESSED, BagFrames
 from ranksam_ros.bench.cdr import CdrError, StampSequence, stamp_key, with_stamp
+from ranksam_ros.ros.qos import make_qos
 
 MODEL_STAGES = ("preprocess_ms", "encoder_ms", "prompt_ms", "decoder_ms", "postprocess_ms")
 
 
 def qos(reliability: str, depth: int) -> QoSProfile:
-    """KEEP_LAST ``depth``, volatile, ``best_effort`` or ``reliable``."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=depth,
-        reliability=ReliabilityPolicy.BEST_EFFORT
-        if reliability == "best_effort"
-        else ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.VOLATILE,
-    )
+    """KEEP_LAST ``depth``, volatile, ``best_effort`` or ``reliable`` (the node's own rule)."""
+    return make_qos(reliability, depth)
 
 
 # rcl_interfaces/ParameterValue field holding each ParameterType (1..9).

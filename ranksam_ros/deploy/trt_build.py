@@ -127,7 +127,20 @@ def engine_cache_key(
     Hashes the ONNX file's SHA-256, the TensorRT version, the GPU compute capability (e.g.
     ``"8.7"``), the precision, the shape profile and :data:`BUILD_RECIPE`.
     """
-    payload = {
+    payload = key_ingredients(onnx_path, trt_version, compute_capability, precision, profile)
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def key_ingredients(
+    onnx_path: str | Path,
+    trt_version: str,
+    compute_capability: str,
+    precision: str,
+    profile: Profile,
+) -> dict:
+    """What an engine depends on (hashed into its key, written into its sidecar)."""
+    return {
         "onnx_sha256": sha256_file(onnx_path),
         "tensorrt": str(trt_version),
         "compute_capability": str(compute_capability),
@@ -135,8 +148,6 @@ def engine_cache_key(
         "profile": _profile_json(profile),
         "recipe": BUILD_RECIPE,
     }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def engine_path(cache_dir: str | Path, graph: str, key: str) -> Path:
@@ -231,12 +242,7 @@ def build_engine(
         "graph": graph,
         "key": key,
         "onnx": onnx_path.name,
-        "onnx_sha256": sha256_file(onnx_path),
-        "tensorrt": str(trt_version),
-        "compute_capability": str(compute_capability),
-        "precision": precision,
-        "profile": _profile_json(profile),
-        "recipe": BUILD_RECIPE,
+        **key_ingredients(onnx_path, trt_version, compute_capability, precision, profile),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(seconds, 1),
     }

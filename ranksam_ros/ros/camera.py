@@ -8,23 +8,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ranksam_msgs.msg import SegmentationMasks
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from ranksam_ros.config import InputConfig, OutputConfig
 from ranksam_ros.ros.conversions import BadImageError, image_to_rgb
-
-
-def make_qos(reliability: str, depth: int) -> QoSProfile:
-    """KEEP_LAST ``depth``, volatile, best effort or reliable."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=depth,
-        reliability=ReliabilityPolicy.BEST_EFFORT
-        if reliability == "best_effort"
-        else ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.VOLATILE,
-    )
+from ranksam_ros.ros.qos import make_qos
 
 
 class LatestSlot:

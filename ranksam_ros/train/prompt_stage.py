@@ -12,18 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from ranksam_ros.config import DataConfig, SamArchConfig
-from ranksam_ros.data.augment import augment
-from ranksam_ros.data.degrade import degrade
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.data.segments import find_segments, interior_point
 from ranksam_ros.modeling.prompt_predictor import PromptPredictor
 from ranksam_ros.modeling.ranksam import RankSam
-from ranksam_ros.pipeline.preprocess import normalize_pad, resize_longest
-from ranksam_ros.train.samples import _pick_degradation
+from ranksam_ros.pipeline.preprocess import normalize_pad
+from ranksam_ros.train.samples import prepare_frame
 
 IGNORE_INDEX = -100
 BLOB_SIGMA = 1.0
@@ -72,18 +69,9 @@ def make_prompt_sample(
     rng: np.random.Generator,
 ) -> PromptSample:
     """Augmented (optionally degraded) frame with its predictor targets."""
-    image, label = folder[index]
-    image, label = augment(
-        image, label, rng, cfg.zoom_prob, cfg.max_zoom, cfg.flip, cfg.color_jitter
-    )
-    kind, severity = _pick_degradation(cfg, rng)
-    if kind != "none":
-        image = degrade(image, kind, severity, rng)
-    resized = resize_longest(image, arch.img_size)
-    h, w = resized.shape[:2]
-    small = np.asarray(Image.fromarray(label).resize((w, h), Image.NEAREST))
+    frame = prepare_frame(folder, index, arch, cfg, rng)
+    resized, small, min_area = frame.resized, frame.label, frame.min_area
     cell = arch.img_size / grid
-    min_area = max(4, int(round(cfg.min_segment_area * h * w / label.size)))
     return PromptSample(
         image=torch.from_numpy(
             normalize_pad(resized, arch.img_size, arch.pixel_mean, arch.pixel_std)

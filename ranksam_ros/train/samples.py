@@ -55,14 +55,31 @@ def _pad_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def make_sample(
+@dataclass
+class PreparedFrame:
+    """An augmented, optionally degraded frame resized to the network input.
+
+    Attributes:
+        resized: RGB ``(h, w, 3)`` uint8 after the longest-side resize.
+        label: Class indices ``(h, w)`` resized with nearest neighbours.
+        min_area: ``DataConfig.min_segment_area`` scaled to this resolution.
+        degradation: Applied degradation (``none`` when clean).
+    """
+
+    resized: np.ndarray
+    label: np.ndarray
+    min_area: int
+    degradation: str
+
+
+def prepare_frame(
     folder: SegmentationFolder,
     index: int,
     arch: SamArchConfig,
     cfg: DataConfig,
     rng: np.random.Generator,
-) -> Sample:
-    """Build the training sample for frame ``index`` with randomness from ``rng``."""
+) -> PreparedFrame:
+    """Augment, maybe degrade, and resize frame ``index`` (shared by every training stage)."""
     image, label = folder[index]
     image, label = augment(
         image, label, rng, cfg.zoom_prob, cfg.max_zoom, cfg.flip, cfg.color_jitter
@@ -73,9 +90,21 @@ def make_sample(
     resized = resize_longest(image, arch.img_size)
     h, w = resized.shape[:2]
     small_label = np.asarray(Image.fromarray(label).resize((w, h), Image.NEAREST))
-    scale = (h * w) / float(label.shape[0] * label.shape[1])
-    min_area = max(4, int(round(cfg.min_segment_area * scale)))
-    segments = find_segments(small_label, cfg.num_classes, min_area, cfg.ignore_label)
+    min_area = max(4, int(round(cfg.min_segment_area * h * w / float(label.size))))
+    return PreparedFrame(resized, small_label, min_area, kind)
+
+
+def make_sample(
+    folder: SegmentationFolder,
+    index: int,
+    arch: SamArchConfig,
+    cfg: DataConfig,
+    rng: np.random.Generator,
+) -> Sample:
+    """Build the training sample for frame ``index`` with randomness from ``rng``."""
+    frame = prepare_frame(folder, index, arch, cfg, rng)
+    resized, h, w = frame.resized, *frame.resized.shape[:2]
+    segments = find_segments(frame.label, cfg.num_classes, frame.min_area, cfg.ignore_label)
     order = rng.permutation(len(segments))[: cfg.prompts_per_image]
     boxes, box_masks, points, labels, point_masks = [], [], [], [], []
     for i in order:
@@ -101,5 +130,5 @@ def make_sample(
         point_labels=torch.tensor(np.array(labels).reshape(-1, MAX_POINTS), dtype=torch.float32),
         point_masks=torch.from_numpy(np.array(point_masks).reshape(-1, size, size)),
         valid_hw=(h, w),
-        degradation=kind,
+        degradation=frame.degradation,
     )

@@ -75,3 +75,20 @@ def ros_context():
     rclpy.init(context=context)
     yield context
     context.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A micro model directory (random weights + prompt predictor) for node tests."""
+    pytest.importorskip("rclpy")
+    from node_harness import make_model_dir
+
+    return make_model_dir(tmp_path_factory)
+
+
+@pytest.fixture
+def harness_factory(ros_context, model_dir):
+    """Start RankSamNode instances (with a peer node) that are torn down after the test."""
+    from node_harness import harness_factory_impl
+
+    yield from harness_factory_impl(ros_context, model_dir)

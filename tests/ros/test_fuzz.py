@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("ranksam_msgs")
 
-from node_harness import _frame, _publish_until, harness_factory_impl, make_model_dir, wait_for  # noqa: E402
+from node_harness import _frame, _publish_until, wait_for  # noqa: E402
 from ranksam_msgs.msg import SegmentationMasks  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
@@ -15,16 +15,6 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from ranksam_ros.bench.fuzz import COMPRESSED_KINDS, RAW_KINDS, malformed_stream  # noqa: E402
 
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model_dir(tmp_path_factory)
-
-
-@pytest.fixture
-def harness_factory(ros_context, model_dir):
-    yield from harness_factory_impl(ros_context, model_dir)
 
 
 def test_raw_fuzz(harness_factory):

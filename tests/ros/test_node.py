@@ -21,8 +21,6 @@ from node_harness import (  # noqa: E402
     ROOT,
     _frame,
     _publish_until,
-    harness_factory_impl,
-    make_model_dir,
     wait_for,
 )
 from ranksam_msgs.msg import ClassList, SegmentationMasks  # noqa: E402
@@ -36,16 +34,6 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from ranksam_ros.data.folder import read_rgb  # noqa: E402
 from ranksam_ros.ros.conversions import msg_instance_mask  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return make_model_dir(tmp_path_factory)
-
-
-@pytest.fixture
-def harness_factory(ros_context, model_dir):
-    yield from harness_factory_impl(ros_context, model_dir)
 
 
 def test_frames_in_masks_out_with_source_stamps(harness_factory):
