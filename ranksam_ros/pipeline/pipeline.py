@@ -28,7 +28,8 @@ class PromptSet:
 
     Attributes:
         points: ``(N, 2)`` single foreground points (x, y).
-        boxes: ``(M, 4)`` boxes x0, y0, x1, y1.
+        boxes: ``(M, 4)`` boxes x0, y0, x1, y1, pixel-inclusive (x1, y1 is the last pixel
+            inside the object), the convention the shipped model is trained with.
         classes: Optional class index per prompt (points first, then boxes); -1 = unknown.
     """
 
