@@ -110,3 +110,11 @@ def test_eval_degradation_modes(frames_dir):
         eval_degradation(image, "snow", 0, 0)
     with pytest.raises(ValueError, match="severity"):
         degrade(image, "noise", 4, np.random.default_rng(0))
+
+
+def test_interior_point_on_a_crop_equals_the_full_frame():
+    label = np.full((60, 80), 11, np.uint8)
+    label[10:40, 20:70] = 2
+    label[25:28, 20:50] = 11  # a notch makes the interior off-centre
+    for seg in find_segments(label, 11, 1, 11):
+        assert interior_point(seg.mask, seg.box) == interior_point(seg.mask)

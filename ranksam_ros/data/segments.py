@@ -73,11 +73,21 @@ def box_prompt(segment: Segment, jitter: float, rng: np.random.Generator) -> np.
     return np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1])
 
 
-def interior_point(mask: np.ndarray) -> tuple[float, float]:
-    """The most interior pixel (maximum of the distance transform) as ``(x, y)``."""
+def interior_point(mask: np.ndarray, box: tuple[int, int, int, int] | None = None) -> tuple[float, float]:
+    """The most interior pixel (maximum of the distance transform) as ``(x, y)``.
+
+    Args:
+        mask: Boolean mask ``(H, W)``.
+        box: The mask's inclusive bounding box; the transform then runs on that crop only
+            (a segment's box is usually a small part of the frame).
+    """
+    x0, y0 = 0, 0
+    if box is not None:
+        x0, y0, x1, y1 = box
+        mask = mask[y0 : y1 + 1, x0 : x1 + 1]
     distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return float(x), float(y)
+    return float(x + x0), float(y + y0)
 
 
 def point_prompts(segment: Segment, count: int, rng: np.random.Generator) -> np.ndarray:

@@ -42,7 +42,7 @@ def peak_targets(
     heatmap = np.zeros((cfg.num_classes, grid, grid), np.float32)
     ys, xs = np.mgrid[0:grid, 0:grid]
     for seg in find_segments(label, cfg.num_classes, min_area, cfg.ignore_label):
-        x, y = interior_point(seg.mask)
+        x, y = interior_point(seg.mask, seg.box)
         col, row = min(int(x / cell), grid - 1), min(int(y / cell), grid - 1)
         blob = np.exp(-((xs - col) ** 2 + (ys - row) ** 2) / (2 * BLOB_SIGMA**2))
         np.maximum(heatmap[seg.class_id], blob, out=heatmap[seg.class_id])
