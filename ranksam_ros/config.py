@@ -236,13 +236,13 @@ class PromptConfig:
     """
 
     smoothing_sigma: float = 1.0
-    threshold: float = 0.3
+    threshold: float = 0.15
     min_spacing: int = 2
     cross_class_spacing: int = 2
     max_prompts: int = 64
     decode_batch: int = 8
     multimask: bool = True
-    min_pred_iou: float = 0.5
+    min_pred_iou: float = 0.25
     delete_redundant: bool = True
     inside_mask_iou: float = 0.7
     elimination_threshold: float = 0.0
@@ -271,6 +271,9 @@ class PipelineConfig:
     min_area: int = 16
     max_instances: int = 100
     score_threshold: float = 0.0
+    # Pixels no mask covers take the prompt predictor's most likely class, so the semantic map
+    # is dense (instances and instance ids are unaffected).
+    fill_semantic: bool = True
 
     def __post_init__(self) -> None:
         _check(0.0 < self.nms_iou <= 1.0, "nms_iou must be in (0, 1]")

@@ -108,6 +108,8 @@ def test_auto_and_grid_eval(frames_dir, micro_model, tmp_path):
     for report in (auto, grid):
         assert 0.0 <= report["miou"] <= 1.0 and len(report["class_iou"]) == 11
         assert report["images"] == 1 and report["seconds_per_image"] > 0
+        assert report["fill_semantic"] and report["miou"] == report["miou_filled"]
+        assert 0.0 <= report["miou_masks_only"] <= 1.0
     assert grid["prompts_per_image"] == 1024
     assert 0 < auto["prompts_per_image"] <= auto["candidates_per_image"] <= 64
     assert auto["duplicates_per_image"] >= 0

@@ -123,7 +123,26 @@ def test_blank_frames_give_empty_results(pipeline_model, value):
     image = np.full((40, 60, 3), value, np.uint8)
     result = Pipeline(TorchBackend(pipeline_model))(image)  # default threshold: nothing passes
     assert result.instances == [] and result.prompts_decoded == 0
-    assert np.all(result.instance_ids == 0) and np.all(result.semantic == 255)
+    assert np.all(result.instance_ids == 0)
+    assert result.semantic.max() < 3  # dense fill: every pixel gets one of the 3 classes
+    unfilled = Pipeline(TorchBackend(pipeline_model), PipelineConfig(fill_semantic=False))(image)
+    assert np.all(unfilled.semantic == 255)
+
+
+def test_fill_unassigned_takes_the_most_likely_class_only_in_holes():
+    from ranksam_ros.pipeline.postprocess import fill_unassigned
+    from ranksam_ros.pipeline.preprocess import ResizeInfo
+
+    info = ResizeInfo(source_hw=(30, 40), resized_hw=(24, 32), input_size=32)
+    probs = np.zeros((3, 4, 4), np.float32)
+    probs[2, :, :2] = 1.0  # class 2 on the left half of the grid
+    probs[1, :, 2:] = 1.0  # class 1 on the right half
+    semantic = np.full((30, 40), 255, np.uint8)
+    semantic[:5, :5] = 0
+    filled = fill_unassigned(semantic, probs, info, 255)
+    assert np.all(filled[:5, :5] == 0)  # assigned pixels are kept
+    assert np.all(filled[10:, :15] == 2) and np.all(filled[:, 25:] == 1)
+    assert semantic[20, 20] == 255  # the input is not modified
 
 
 def test_given_prompts(pipeline_model):

@@ -73,7 +73,9 @@ def box_prompt(segment: Segment, jitter: float, rng: np.random.Generator) -> np.
     return np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1])
 
 
-def interior_point(mask: np.ndarray, box: tuple[int, int, int, int] | None = None) -> tuple[float, float]:
+def interior_point(
+    mask: np.ndarray, box: tuple[int, int, int, int] | None = None
+) -> tuple[float, float]:
     """The most interior pixel (maximum of the distance transform) as ``(x, y)``.
 
     Args:

@@ -16,7 +16,12 @@ import numpy as np
 
 from ranksam_ros.backends.base import Backend, Encoded, boxes_to_prompts
 from ranksam_ros.config import PipelineConfig
-from ranksam_ros.pipeline.postprocess import mask_nms, paint_labels, upscale_logits
+from ranksam_ros.pipeline.postprocess import (
+    fill_unassigned,
+    mask_nms,
+    paint_labels,
+    upscale_logits,
+)
 from ranksam_ros.pipeline.preprocess import ResizeInfo, check_image, preprocess
 from ranksam_ros.pipeline.prompts import Candidates, Decoded, decode_with_deletion, find_peaks
 from ranksam_ros.pipeline.result import UNASSIGNED, Instance, Segmentation
@@ -149,6 +154,11 @@ class Pipeline:
                 )
         with timer.stage("postprocess"):
             result = self._assemble(frame, candidates, decoded)
+            if self.cfg.fill_semantic and frame.maps is not None:
+                probs = frame.maps[len(self.class_names) :]
+                result.semantic = fill_unassigned(
+                    result.semantic, probs, frame.geometry, UNASSIGNED
+                )
         result.candidates = len(candidates)
         result.active_rank = frame.encoded.active_rank
         result.layer_ranks = dict(frame.encoded.layer_ranks)

@@ -62,6 +62,27 @@ def upscale_to_input(logits: np.ndarray, size: int) -> np.ndarray:
     return np.matmul(np.matmul(matrix, logits.astype(np.float32)), matrix.T)
 
 
+def fill_unassigned(
+    semantic: np.ndarray, probs: np.ndarray, info: ResizeInfo, unassigned: int
+) -> np.ndarray:
+    """Give every unassigned pixel of a semantic map its most likely class.
+
+    Args:
+        semantic: ``(H, W)`` uint8 class ids, ``unassigned`` where no mask covers the pixel.
+        probs: ``(C, G, G)`` class probabilities over the padded network input.
+        info: The frame's geometry.
+        unassigned: The value marking uncovered pixels.
+
+    Returns:
+        A new ``(H, W)`` uint8 map (the input is not modified).
+    """
+    holes = semantic == unassigned
+    if not holes.any():
+        return semantic
+    dense = np.argmax(upscale_logits(probs, info), axis=0).astype(semantic.dtype)
+    return np.where(holes, dense, semantic)
+
+
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two boolean masks of equal shape (1.0 when both are empty)."""
     union = np.logical_or(a, b).sum()

@@ -2,12 +2,14 @@
 
 Both modes use the same model and name every mask the same way (class probabilities of the
 prompt predictor pooled over the mask), so the comparison isolates prompt selection. Pixels no
-mask covers count as misses for their true class.
+mask covers take the predictor's most likely class in both modes when ``fill_semantic`` is on
+(the default), and count as misses for their true class when it is off.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 from tqdm import tqdm
@@ -17,7 +19,7 @@ from ranksam_ros.config import CAMVID_CLASSES, CAMVID_IGNORE_LABEL, PipelineConf
 from ranksam_ros.data.degrade import eval_degradation
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.pipeline.pipeline import Pipeline
-from ranksam_ros.pipeline.postprocess import paint_labels
+from ranksam_ros.pipeline.postprocess import fill_unassigned, paint_labels
 from ranksam_ros.pipeline.preprocess import preprocess
 from ranksam_ros.pipeline.result import UNASSIGNED
 
@@ -86,20 +88,20 @@ class GridSegmenter:
         self.generator = SamAutomaticMaskGenerator(model.sam, points_per_side=points_per_side)
         self.points = points_per_side**2
 
-    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, int]:
-        """Semantic map ``(H, W)`` uint8 and the number of prompts decoded."""
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Semantic maps ``(H, W)`` uint8 (masks only, densely filled) and prompts decoded."""
         records = self.generator.generate(image)
         info = self.backend.info
         tensor, geometry = preprocess(image, info.input_size, info.pixel_mean, info.pixel_std)
         semantic = np.full(image.shape[:2], UNASSIGNED, np.uint8)
-        if not records:
-            return semantic, self.points
-        masks = np.stack([r["segmentation"] for r in records])
-        scores = np.asarray([r["predicted_iou"] for r in records])
         encoded = self.backend.encode(tensor)  # the generator's own embedding is private
         probs = self.backend.predict_prompts(encoded, tensor)[len(info.class_names) :]
-        classes = pool_classes(probs, masks, geometry)
-        return paint_labels(masks, scores, classes, UNASSIGNED, np.uint8), self.points
+        if records:
+            masks = np.stack([r["segmentation"] for r in records])
+            scores = np.asarray([r["predicted_iou"] for r in records])
+            classes = pool_classes(probs, masks, geometry)
+            semantic = paint_labels(masks, scores, classes, UNASSIGNED, np.uint8)
+        return semantic, fill_unassigned(semantic, probs, geometry, UNASSIGNED), self.points
 
 
 def evaluate_auto(options, backend=None, pipeline_cfg: PipelineConfig | None = None) -> dict:
@@ -119,22 +121,26 @@ def evaluate_auto(options, backend=None, pipeline_cfg: PipelineConfig | None = N
         backend = backend or create_backend(
             options.backend, options.model, options.adapter, options.threads
         )
-        pipeline = Pipeline(backend, pipeline_cfg)
+        # Filling is done here, after the masks-only map is scored, so both are reported.
+        pipeline = Pipeline(backend, replace(pipeline_cfg or PipelineConfig(), fill_semantic=False))
         model_id = backend.info.model_id
     else:
         raise ValueError(f"--prompts {options.prompts!r}: choose box, auto or grid")
-    confusion = ConfusionMatrix()
+    masks_only, dense = ConfusionMatrix(), ConfusionMatrix()
     decoded, candidates, duplicates, ranks = [], [], [], []
     started = time.perf_counter()
     for index in tqdm(range(count), desc=f"eval {options.prompts} {options.degrade}", leave=False):
         image, label = folder[index]
         image, _, _ = eval_degradation(image, options.degrade, options.seed, index)
         if options.prompts == "grid":
-            semantic, prompts = segmenter(image)
+            semantic, filled, prompts = segmenter(image)
             decoded.append(prompts)
         else:
-            result = pipeline(image)
+            frame = pipeline.encode(image)
+            result = pipeline.segment(frame)
             semantic = result.semantic
+            probs = frame.maps[len(pipeline.class_names) :]
+            filled = fill_unassigned(semantic, probs, frame.geometry, UNASSIGNED)
             decoded.append(result.prompts_decoded)
             candidates.append(result.candidates)
             duplicates.append(result.duplicates)
@@ -142,9 +148,11 @@ def evaluate_auto(options, backend=None, pipeline_cfg: PipelineConfig | None = N
                 ranks.append(result.active_rank)
         label = label.copy()
         label[label == CAMVID_IGNORE_LABEL] = 255
-        confusion.add(label, semantic)
+        masks_only.add(label, semantic)
+        dense.add(label, filled)
     seconds = (time.perf_counter() - started) / max(count, 1)
-    iou = confusion.class_iou()
+    fill = (pipeline_cfg or PipelineConfig()).fill_semantic
+    iou = (dense if fill else masks_only).class_iou()
     report = {
         "model": model_id,
         "adapter": options.adapter,
@@ -154,6 +162,9 @@ def evaluate_auto(options, backend=None, pipeline_cfg: PipelineConfig | None = N
         "backend": options.backend,
         "images": count,
         "miou": float(np.nanmean(iou)),
+        "fill_semantic": fill,
+        "miou_masks_only": float(np.nanmean(masks_only.class_iou())),
+        "miou_filled": float(np.nanmean(dense.class_iou())),
         "class_iou": {name: float(v) for name, v in zip(CAMVID_CLASSES, iou)},
         "prompts_per_image": float(np.mean(decoded)),
         "seconds_per_image": seconds,
