@@ -65,10 +65,11 @@ def main() -> None:
         )
     body = (
         f"Training of the shipped model by `scripts/build_camvid_tiny.sh` on {machine_description()} "
-        "(the foundation under `torchrun --nproc_per_node 2`, DDP over gloo; the other stages in one "
-        "process with 2 threads). Wall time counts training steps only (data loading included, "
-        "evaluation excluded); other work shared the machine during these runs, so they are upper "
-        f"bounds.\n\n"
+        "(the foundation under `torchrun --nproc_per_node 2`, DDP over gloo). For the shipped model the "
+        "later stages ran two at a time, one thread each (`--set threads=1`), and some were killed "
+        "and resumed from their last checkpoint; wall time counts training steps only (data loading "
+        "included, evaluation excluded) and, with other work sharing the 2 cores, is an upper bound: "
+        "alone on the machine a 600-step adapter run takes about 15 min.\n\n"
         + "\n".join(rows)
         + f"\n\nTotal training: **{total / 60:.0f} min**; the results "
         "tables add the evaluation times printed in [results.md](results.md).\n"
