@@ -89,7 +89,8 @@ def replay(folder: Path) -> str:
         f"--rates 5,10 --runs 5 --duration 10 --set model=camvid-tiny adapter=gated backend=...`) on "
         f"{machine_description()}. Latency is camera frame published -> SegmentationMasks received, per frame, "
         "matched by header stamp, across two processes over Fast DDS (shared-memory profile); 5 runs per "
-        "rate, best and worst dropped. Offline (model only, same frames, in-process): "
+        "rate, best and worst dropped; fixed rates above the measured peak are not run (ros2_benchmark's "
+        "rule), and the search passes a rate only if no frame of the probe is missed. Offline (model only, same frames, in-process): "
         f"{offline.get('MODEL_TIME_MEDIAN', float('nan')):.0f} ms median per frame, semantic mIoU "
         f"{offline.get('semantic_miou', float('nan')):.3f} on these ten frames.\n\n"
         + "\n\n".join(sections)

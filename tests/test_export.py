@@ -144,3 +144,15 @@ def test_int8_export_records_its_parity_check(tmp_path, micro_model):
     else:
         with pytest.raises(ValueError, match="no accepted int8"):
             OnnxBackend(out, int8=True)
+
+
+def test_export_fingerprint_follows_the_weights(tmp_path):
+    from ranksam_ros.deploy.cache import export_fingerprint
+
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "model.safetensors").write_bytes(b"weights-1")
+    (tmp_path / "adapters" / "gated.safetensors").write_bytes(b"adapter")
+    first = export_fingerprint(tmp_path)
+    assert first == export_fingerprint(tmp_path) and len(first) == 12
+    (tmp_path / "adapters" / "gated.safetensors").write_bytes(b"adapter, retrained")
+    assert export_fingerprint(tmp_path) != first

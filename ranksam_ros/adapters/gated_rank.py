@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ranksam_ros.adapters.base import AdapterLayer
@@ -83,6 +84,21 @@ class GatedRankLinear(AdapterLayer):
         if self.gates is None:
             raise RuntimeError("GatedRankLinear has no gates: run it inside its encoder block")
         return self.gates
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., in) -> (..., out)``.
+
+        For a single image the open components are folded into the weight first
+        (``W + s B diag(g) A``, an ``out x R x in`` product): one matmul over the tokens
+        instead of three plus a full-size add, which keeps the exported graph's overhead
+        over the frozen encoder small. Batches use the per-image low-rank path.
+        """
+        if self.enabled and not self.merged:
+            gates = self._current_gates(x)
+            if gates.shape[0] == 1:
+                weight = self.base.weight + self.delta_weight(fixed_gates=gates[0])
+                return F.linear(x, weight, self.base.bias)
+        return super().forward(x)
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         gates = self._current_gates(x)

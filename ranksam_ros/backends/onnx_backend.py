@@ -44,6 +44,10 @@ class OnnxBackend:
             )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Encoder, predictor and decoder sessions run one after another, each with its own
+        # thread pool: spinning workers of the session that just finished would steal the
+        # cores from the next one (measured: encoder 52 ms with spinning, 34 ms without).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads > 0:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
