@@ -34,6 +34,7 @@ setup(
         "numpy>=1.24",
         "pillow>=9",
         "scipy>=1.10",
+        "threadpoolctl>=3",
         "pyyaml>=6",
         "tqdm>=4.60",
         "matplotlib>=3.6",

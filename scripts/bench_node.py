@@ -104,7 +104,7 @@ def overhead(folder: Path) -> str:
     for profile in (True, False):
         opts = BenchOptions(
             bag=str(bag),
-            rates=(3.0,),
+            rates=(2.0,),
             duration=15.0,
             runs=3,
             overrides=BASE,
@@ -122,7 +122,7 @@ def overhead(folder: Path) -> str:
     return (
         "Node overhead = end-to-end latency minus the model stages the node reports in "
         "`SegmentationMasks.timing` (preprocess, encoder, prompts, decoder, postprocess): image "
-        "conversion, message building (RLE), publishing and both DDS hops. Demo bag at 3 Hz (below the "
+        "conversion, message building (RLE), publishing and both DDS hops. Demo bag at 2 Hz (well below the "
         f"peak, so no queueing), 3 runs of 15 s, `python scripts/bench_node.py overhead`, {machine_description()}.\n\n"
         "| transport | model ms (p50) | overhead ms (p50) | overhead ms (p95) | overhead / model | missed/sent |\n"
         "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"

@@ -178,3 +178,11 @@ def test_hybrid_decodes_given_prompts_first(pipeline_model):
     assert hybrid.prompts_decoded >= 1
     np.testing.assert_allclose(hybrid.prompts_xy[0], [30.0, 20.0], atol=1e-6)
     assert hybrid.candidates <= only_auto.candidates + 1
+
+
+def test_backends_run_numpy_blas_single_threaded(micro_model):
+    from threadpoolctl import threadpool_info
+
+    TorchBackend(micro_model)
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)

@@ -14,6 +14,19 @@ import numpy as np
 BOX_LABELS = (2.0, 3.0)  # SAM's labels for the top-left and bottom-right box corners
 
 
+def single_threaded_numpy() -> None:
+    """Run numpy's BLAS on one thread for the rest of the process.
+
+    The engine owns the cores; the pipeline's numpy work (mask upscaling, NMS) is small.
+    Left multi-threaded, OpenBLAS workers keep spinning after each call and starve the next
+    encoder pass (measured on 2 cores: torch encoder 121 ms per frame in the pipeline,
+    37 ms with one BLAS thread).
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the pipeline needs to know about a loaded model.

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ranksam_ros.backends import graph_io
-from ranksam_ros.backends.base import Encoded
+from ranksam_ros.backends.base import Encoded, single_threaded_numpy
 from ranksam_ros.deploy.manifest import read_manifest
 
 INSTALL_HINT = "ONNX Runtime is not installed: pip install 'ranksam_ros[onnx]' (or onnxruntime-gpu)"
@@ -35,6 +35,7 @@ class OnnxBackend:
         self, export_dir: str | Path, threads: int = 0, int8: bool = False, device: str = "cpu"
     ) -> None:
         ort = _import_ort()
+        single_threaded_numpy()
         self.export_dir = Path(export_dir)
         self.manifest = read_manifest(self.export_dir)
         graphs = self.manifest["graphs"]

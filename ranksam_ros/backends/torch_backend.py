@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ranksam_ros.backends.base import BOX_LABELS, Encoded, ModelInfo
+from ranksam_ros.backends.base import BOX_LABELS, Encoded, ModelInfo, single_threaded_numpy
 from ranksam_ros.modeling.ranksam import RankSam
 
 
@@ -21,6 +21,7 @@ class TorchBackend:
     def __init__(self, model: RankSam, threads: int = 0, device: str = "cpu") -> None:
         if threads > 0:
             torch.set_num_threads(threads)
+        single_threaded_numpy()
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         arch = model.arch

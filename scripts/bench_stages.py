@@ -1,0 +1,87 @@
+"""Per-stage time of the promptless pipeline in-process (no ROS), torch vs ONNX Runtime,
+for the default prompt budget and a smaller one; the `stages` section of docs/benchmarks.md.
+
+    python scripts/bench_stages.py
+
+Frames: the ten bundled CamVid val frames (480x360), each segmented twice after one warm-up
+frame; medians per stage; 2 threads; backends measured one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ranksam_ros.backends import create_backend
+from ranksam_ros.config import PipelineConfig, PromptConfig
+from ranksam_ros.data.folder import SegmentationFolder
+from ranksam_ros.demo import BUNDLED_FRAMES
+from ranksam_ros.pipeline.pipeline import Pipeline
+from ranksam_ros.reporting import machine_description, update_section, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("preprocess", "encoder", "prompt_predictor", "prompts", "decoder", "postprocess")
+BUDGETS = {"64 (default)": PromptConfig(), "16": PromptConfig(max_prompts=16, decode_batch=16)}
+
+
+def measure(pipeline: Pipeline, frames: list[np.ndarray], repeats: int) -> dict:
+    pipeline(frames[0])  # warm-up
+    totals, decoded, stages = [], [], {name: [] for name in STAGES}
+    for image in frames * repeats:
+        started = time.perf_counter()
+        result = pipeline(image)
+        totals.append(time.perf_counter() - started)
+        decoded.append(result.prompts_decoded)
+        for name in STAGES:
+            stages[name].append(result.timings_ms.get(name, 0.0))
+    total_ms = 1000 * float(np.median(totals))
+    return {
+        "total_ms": total_ms,
+        "fps": 1000 / total_ms,
+        "prompts_decoded": float(np.mean(decoded)),
+        "stages_ms": {name: float(np.median(v)) for name, v in stages.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="camvid-tiny")
+    parser.add_argument("--adapter", default="gated")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--docs", default=str(ROOT / "docs"))
+    args = parser.parse_args()
+    folder = SegmentationFolder(BUNDLED_FRAMES)
+    frames = [folder[i][0] for i in range(len(folder))]
+    results: dict = {}
+    for name in ("torch", "onnxruntime"):
+        backend = create_backend(name, args.model, args.adapter, threads=2)
+        for budget, prompts in BUDGETS.items():
+            pipeline = Pipeline(backend, PipelineConfig(prompts=prompts))
+            results[f"{name}, max_prompts {budget}"] = measure(pipeline, frames, args.repeats)
+    docs = Path(args.docs)
+    write_json(docs / "results" / "stages.json", results)
+    rows = [
+        "| backend, prompt budget | total ms | fps | prompts decoded | "
+        + " | ".join(STAGES)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(STAGES),
+    ]
+    for label, r in results.items():
+        cells = " | ".join(f"{r['stages_ms'][s]:.1f}" for s in STAGES)
+        rows.append(
+            f"| {label} | {r['total_ms']:.0f} | {r['fps']:.1f} | {r['prompts_decoded']:.1f} | {cells} |"
+        )
+    body = (
+        f"`{args.model}` + `{args.adapter}` adapters, promptless, in-process (no ROS), the ten "
+        f"bundled 480x360 frames, median ms per stage, 2 threads, {machine_description()}. "
+        "Command: `python scripts/bench_stages.py`.\n\n" + "\n".join(rows) + "\n"
+    )
+    update_section(docs / "benchmarks.md", "stages", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
