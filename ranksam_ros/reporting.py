@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 
@@ -61,8 +62,36 @@ def git_revision() -> str:
         return "unknown"
 
 
-def write_json(path: str | Path, data: dict) -> None:
-    """Pretty JSON with a trailing newline (parents created)."""
+def portable_paths(data, root: Path):
+    """``data`` with machine-specific paths rewritten for committing.
+
+    Files under ``root`` become relative to it, files in the temporary directory become
+    their bare name; other strings (topics such as ``/camera/image_raw``) are unchanged.
+    """
+    if isinstance(data, dict):
+        return {key: portable_paths(value, root) for key, value in data.items()}
+    if isinstance(data, list):
+        return [portable_paths(value, root) for value in data]
+    if isinstance(data, str) and data.startswith("/"):
+        path = Path(data)
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+        if path.is_relative_to(tempfile.gettempdir()):
+            return path.name
+    return data
+
+
+def write_json(path: str | Path, data: dict, relative_to: Path | None = None) -> None:
+    """Pretty JSON with a trailing newline (parents created).
+
+    Args:
+        path: Output file.
+        data: JSON-serialisable report.
+        relative_to: Repository root for reports committed to the docs: paths in ``data``
+            are then made portable (see :func:`portable_paths`).
+    """
     path = Path(path)
+    if relative_to is not None:
+        data = portable_paths(data, Path(relative_to))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")

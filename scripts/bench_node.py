@@ -67,7 +67,7 @@ def replay(folder: Path) -> str:
             plots=str(DOCS / "figures" / f"replay_{backend}"),
         )
         report = run_bench(opts)
-        write_json(DOCS / "results" / f"replay_{backend}.json", report)
+        write_json(DOCS / "results" / f"replay_{backend}.json", report, relative_to=ROOT)
         search = report.get("custom", {}).get("search", {})
         peak = report.get("PEAK_THROUGHPUT_PREDICTION", float("nan"))
         bound = " (at a search bound!)" if search.get("at_search_bound") else ""
@@ -82,7 +82,7 @@ def replay(folder: Path) -> str:
         )
     opts = BenchOptions(bag=str(bag), offline=True, overrides=BASE)
     offline = run_bench(opts)
-    write_json(DOCS / "results" / "replay_offline.json", offline)
+    write_json(DOCS / "results" / "replay_offline.json", offline, relative_to=ROOT)
     return (
         f"Demo bag: the ten bundled CamVid val frames (480x360 rgb8) at 10 Hz, replayed in a loop by "
         f"`python scripts/bench_node.py replay` (equivalently `ranksam bench --bag out/demo/demo.mcap --search "
@@ -111,7 +111,11 @@ def overhead(folder: Path) -> str:
             fastdds_profile=profile,
         )
         report = run_bench(opts)
-        write_json(DOCS / "results" / f"overhead_{'shm' if profile else 'default'}.json", report)
+        write_json(
+            DOCS / "results" / f"overhead_{'shm' if profile else 'default'}.json",
+            report,
+            relative_to=ROOT,
+        )
         r = next(iter(per_rate(report).values()))
         share = r["NODE_OVERHEAD_P50"] / r["MODEL_TIME_P50"]
         rows.append(
@@ -135,7 +139,7 @@ def overload(folder: Path, seconds: float) -> str:
         bag=str(bag), rates=(30.0,), duration=seconds, runs=1, overrides=BASE, warmup_s=5.0
     )
     report = run_bench(opts)
-    write_json(DOCS / "results" / "overload.json", report)
+    write_json(DOCS / "results" / "overload.json", report, relative_to=ROOT)
     r = next(iter(per_rate(report).values()))
     return (
         f"Overload: 30 Hz input for {seconds / 60:.0f} min into the node (which sustains less), newest "

@@ -194,7 +194,7 @@ def main() -> None:
         for p in phases
     )
     report = {"machine": machine_description(), "model": args.model, "phases": phases, "passed": ok}
-    write_json(Path(args.docs) / "results" / "soak.json", report)
+    write_json(Path(args.docs) / "results" / "soak.json", report, relative_to=ROOT)
     rows = [
         "| input | malformed sent | counted bad | dropped (newest wins) | errors | valid frames answered | node alive | RSS MB before -> after |",
         "|---|---|---|---|---|---|---|---|",

@@ -65,3 +65,21 @@ def test_shipped_training_configs_load():
     assert configs
     for path in configs:
         load_config(TrainConfig, path)
+
+
+def test_portable_paths_strip_machine_specific_prefixes(tmp_path):
+    import tempfile
+    from pathlib import Path
+
+    from ranksam_ros.reporting import portable_paths
+
+    root = tmp_path / "repo"
+    temp_bag = str(Path(tempfile.gettempdir()) / "tmpabc" / "demo.mcap")
+    report = {
+        "plots": [str(root / "docs" / "figures" / "a.png")],
+        "meta": {"bag": temp_bag, "topic": "/camera/image_raw", "other": "/opt/x.xml"},
+    }
+    assert portable_paths(report, root) == {
+        "plots": ["docs/figures/a.png"],
+        "meta": {"bag": "demo.mcap", "topic": "/camera/image_raw", "other": "/opt/x.xml"},
+    }
