@@ -154,16 +154,23 @@ class Pipeline:
                 )
         with timer.stage("postprocess"):
             result = self._assemble(frame, candidates, decoded)
-            if self.cfg.fill_semantic and frame.maps is not None:
-                probs = frame.maps[len(self.class_names) :]
-                result.semantic = fill_unassigned(
-                    result.semantic, probs, frame.geometry, UNASSIGNED
-                )
+            if self.cfg.fill_semantic:
+                result.semantic = self.dense_semantic(frame, result.semantic)
         result.candidates = len(candidates)
         result.active_rank = frame.encoded.active_rank
         result.layer_ranks = dict(frame.encoded.layer_ranks)
         result.timings_ms = {**(frame.timings_ms or {}), **timer.ms}
         return result
+
+    def dense_semantic(self, frame: EncodedFrame, semantic: np.ndarray) -> np.ndarray:
+        """``semantic`` with uncovered pixels given the prompt predictor's most likely class.
+
+        Returned unchanged when the frame has no predictor maps.
+        """
+        if frame.maps is None:
+            return semantic
+        probs = frame.maps[len(self.class_names) :]
+        return fill_unassigned(semantic, probs, frame.geometry, UNASSIGNED)
 
     def _outside(self, found: Candidates, decoded: Decoded) -> Candidates:
         """Automatic candidates not inside a mask of a given prompt."""

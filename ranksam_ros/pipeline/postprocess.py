@@ -74,7 +74,8 @@ def fill_unassigned(
         unassigned: The value marking uncovered pixels.
 
     Returns:
-        A new ``(H, W)`` uint8 map (the input is not modified).
+        ``(H, W)`` uint8: a new map, or ``semantic`` itself when it has no unassigned pixel
+        (the input is never modified).
     """
     holes = semantic == unassigned
     if not holes.any():

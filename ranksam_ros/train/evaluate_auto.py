@@ -139,8 +139,7 @@ def evaluate_auto(options, backend=None, pipeline_cfg: PipelineConfig | None = N
             frame = pipeline.encode(image)
             result = pipeline.segment(frame)
             semantic = result.semantic
-            probs = frame.maps[len(pipeline.class_names) :]
-            filled = fill_unassigned(semantic, probs, frame.geometry, UNASSIGNED)
+            filled = pipeline.dense_semantic(frame, semantic)
             decoded.append(result.prompts_decoded)
             candidates.append(result.candidates)
             duplicates.append(result.duplicates)
