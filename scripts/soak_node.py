@@ -50,6 +50,7 @@ class Peer:
         self.raw = self.node.create_publisher(Image, "/image", RELIABLE)
         self.compressed = self.node.create_publisher(CompressedImage, "/image/compressed", RELIABLE)
         self.outputs: list[int] = []
+        self.next_stamp = 10_000
         self.node.create_subscription(
             SegmentationMasks,
             "/ranksam/masks",
@@ -88,19 +89,31 @@ def wait(predicate, timeout: float) -> bool:
 
 
 def storm(peer: Peer, count: int, compressed: bool, seed: int) -> int:
-    """Publish malformed messages, waiting for the node to keep up every 50 (or each one)."""
+    """Publish malformed messages, waiting for the node to keep up every 50 (or each one).
+
+    Returns:
+        How many of those waits ran into their 60 s timeout (0 when the node kept up).
+    """
     publisher = peer.compressed if compressed else peer.raw
-    key = "received"
-    start = peer.counter(key)
+    # Pace on messages the node has finished with in any way (rejected, replaced, processed):
+    # a malformed message that slipped through as a valid frame then fails the pass criteria
+    # instead of stalling every later wait. ``received`` also counts the valid warm-up frames,
+    # so each counter is compared against its own value at the start.
+    finished_start, received_start = finished(peer), peer.counter("received")
+    timeouts = 0
     for sent, (_, msg) in enumerate(malformed_stream(count, compressed, seed), start=1):
         publisher.publish(msg)
         if compressed or sent % 50 == 0:  # stay within the node's queue depth of 100
-            wait(
-                lambda n=sent: peer.counter("bad_input") + peer.counter("dropped") >= start + n - 1,
-                60,
-            )
-    wait(lambda: peer.counter(key) >= start + count, 60)
-    return count
+            timeouts += not wait(lambda n=sent: finished(peer) >= finished_start + n, 60)
+    timeouts += not wait(lambda: peer.counter("received") >= received_start + count, 60)
+    return timeouts
+
+
+def finished(peer: Peer) -> int:
+    """Input messages the node is done with: rejected, replaced unseen, or processed."""
+    return sum(
+        peer.counter(key) for key in ("bad_input", "dropped", "processed", "stale", "errors")
+    )
 
 
 def valid_frames(peer: Peer, frames: int, compressed: bool) -> int:
@@ -113,7 +126,9 @@ def valid_frames(peer: Peer, frames: int, compressed: bool) -> int:
     for index in range(frames):
         rgb = read_rgb(sorted((BUNDLED_FRAMES / "images").iterdir())[index % 10])
         header = Header(frame_id="camera")
-        header.stamp.sec = 10_000 + index
+        # A stamp never used before: a warm-up frame's output must not answer a later frame.
+        stamp = peer.next_stamp = peer.next_stamp + 1
+        header.stamp.sec = stamp
         if compressed:
             buffer = io.BytesIO()
             PILImage.fromarray(rgb).save(buffer, format="JPEG", quality=90)
@@ -122,7 +137,7 @@ def valid_frames(peer: Peer, frames: int, compressed: bool) -> int:
             )
         else:
             peer.raw.publish(rgb_to_image(rgb, header))
-        answered += wait(lambda s=10_000 + index: s in peer.outputs, 60)
+        answered += wait(lambda s=stamp: s in peer.outputs, 60)
     return answered
 
 
@@ -145,15 +160,18 @@ def run_phase(args, compressed: bool, workdir: Path) -> dict:
             raise RuntimeError(f"node did not come up:\n{node.log_tail()}")
         process = psutil.Process(node.pid)
         warm = valid_frames(peer, 2, compressed)
+        # The storm paces on diagnostics counts: start from counts that include the warm-up.
+        wait(lambda: peer.counter("processed") >= warm, 10)
         rss_before = process.memory_info().rss
         started = time.monotonic()
-        sent = storm(peer, args.count, compressed, seed=args.seed)
+        timeouts = storm(peer, args.count, compressed, seed=args.seed)
         storm_s = time.monotonic() - started
         answered = valid_frames(peer, args.valid, compressed)
         wait(lambda: peer.counter("processed") >= warm + answered, 10)
         return {
             "transport": transport,
-            "malformed_sent": sent,
+            "malformed_sent": args.count,
+            "storm_timeouts": timeouts,
             "storm_seconds": round(storm_s, 1),
             "received": peer.counter("received"),
             "bad_input": peer.counter("bad_input"),
@@ -187,6 +205,7 @@ def main() -> None:
             phases.append(run_phase(phase_args, compressed, Path(tmp)))
     ok = all(
         p["alive"]
+        and p["storm_timeouts"] == 0
         and p["valid_answered"] == p["valid_sent"]
         and p["errors"] == 0
         and p["bad_input"] + p["dropped"] >= p["malformed_sent"]

@@ -16,6 +16,9 @@ import numpy as np
 from PIL import Image as PILImage
 from sensor_msgs.msg import CompressedImage, Image
 
+# Truncations cut at least this many bytes: losing only the end marker (JPEG EOI, PNG IEND)
+# or the zlib checksum leaves every pixel intact, and decoders rightly accept such files.
+TRAILER_BYTES = 32
 RAW_KINDS = ("encoding", "step", "truncated", "zero", "huge", "oversized_step")
 COMPRESSED_KINDS = ("garbage", "truncated_jpeg", "truncated_png", "empty", "bomb")
 
@@ -79,12 +82,12 @@ def bad_compressed(kind: str, rng: np.random.Generator) -> CompressedImage:
             + rng.integers(0, 256, int(rng.integers(1, 200)), dtype=np.uint8).tobytes()
         )
         return CompressedImage(format="jpeg", data=data)
-    if kind == "truncated_jpeg":
-        data = _encoded("JPEG", rng)
-        return CompressedImage(format="jpeg", data=data[: int(rng.integers(1, len(data) - 2))])
-    if kind == "truncated_png":
-        data = _encoded("PNG", rng)
-        return CompressedImage(format="png", data=data[: int(rng.integers(1, len(data) - 2))])
+    if kind in ("truncated_jpeg", "truncated_png"):
+        fmt = "JPEG" if kind == "truncated_jpeg" else "PNG"
+        data = _encoded(fmt, rng)
+        return CompressedImage(
+            format=fmt.lower(), data=data[: int(rng.integers(1, len(data) - TRAILER_BYTES))]
+        )
     if kind == "empty":
         return CompressedImage(format="jpeg", data=b"")
     if kind == "bomb":  # a valid PNG header announcing 60000 x 60000 pixels

@@ -408,3 +408,16 @@ def test_prompts_from_empty_msg():
 def test_prompts_from_msg_rejects(prompt, reason):
     with pytest.raises(ValueError, match=reason):
         prompts_from_msg(PromptArray(prompts=[prompt]))
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_every_generated_malformed_message_is_rejected(compressed):
+    # The soak's pass criteria assume each fuzz message is invalid; a truncation that only cut
+    # a PNG's IEND chunk once decoded fine (rightly) and was processed as a frame.
+    from ranksam_ros.bench.fuzz import malformed_stream
+
+    convert = compressed_to_rgb if compressed else image_to_rgb
+    for kind, msg in malformed_stream(1500, compressed, seed=7):
+        with pytest.raises(BadImageError):
+            convert(msg)
+            pytest.fail(f"{kind} message was accepted")
