@@ -197,6 +197,9 @@ class LossConfig:
     iou_samples: int = 1024
 
 
+SAM_PARTS = ("image_encoder", "prompt_encoder", "mask_decoder")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run.
@@ -204,12 +207,16 @@ class TrainConfig:
     ``stage``: foundation (all of SAM), adapter (adapters only, on degraded frames) or prompt
     (the prompt predictor on frozen embeddings). ``model`` names the architecture or the frozen
     base; ``init`` optionally starts a foundation run from the weights of one of our checkpoints
-    (a second, lower-learning-rate phase).
+    (a second, lower-learning-rate phase). ``freeze``: SAM submodules a foundation run keeps
+    fixed (``image_encoder``, ``prompt_encoder``, ``mask_decoder``), e.g. ``[image_encoder]`` to
+    retrain only the mask decoder, which leaves the embeddings (and so the prompt predictor
+    and the encoder adapters trained on them) valid.
     """
 
     stage: str = "foundation"
     model: str = "tiny"
     init: str = ""
+    freeze: tuple[str, ...] = ()
     adapter: AdapterConfig | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -223,6 +230,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_choice("stage", self.stage, ("foundation", "adapter", "prompt"))
+        for part in self.freeze:
+            _check_choice("freeze entry", part, SAM_PARTS)
+        _check(not self.freeze or self.stage == "foundation", "freeze applies to stage=foundation")
+        _check(len(set(self.freeze)) < len(SAM_PARTS), "freeze leaves nothing to train")
         if self.stage == "adapter":
             _check(self.adapter is not None, "stage=adapter needs an adapter section")
 
@@ -274,6 +285,8 @@ class PipelineConfig:
     # Pixels no mask covers take the prompt predictor's most likely class, so the semantic map
     # is dense (instances and instance ids are unaffected).
     fill_semantic: bool = True
+    # Masks of box prompts lose the pixels outside their box (the object is inside it).
+    clip_to_box: bool = True
 
     def __post_init__(self) -> None:
         _check(0.0 < self.nms_iou <= 1.0, "nms_iou must be in (0, 1]")

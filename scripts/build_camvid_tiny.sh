@@ -2,6 +2,7 @@
 # Reproduce the shipped camvid-tiny model and its results from CamVid on a 2-core CPU.
 #   scripts/build_camvid_tiny.sh /path/to/camvid        (folder holding train/ and val/)
 # Stages: foundation (DDP over 2 processes), prompt predictor, LoRA r4/r8/r16, gated adapters,
+# a mask-decoder phase on the fixed encoder,
 # packaging into ranksam_ros/models/camvid-tiny, then the results tables of docs/results.md.
 set -euo pipefail
 DATA="${1:?usage: scripts/build_camvid_tiny.sh CAMVID_DIR}"
@@ -27,6 +28,10 @@ done
 stamp "gated adapters"
 ranksam train --config config/train/adapter_gated.yaml --data "$DATA" \
   --set "model=$FOUNDATION" --out "$RUNS/adapter_gated"
+
+stamp "decoder phase (image encoder fixed)"
+ranksam train --config config/train/decoder.yaml --data "$DATA" \
+  --set "init=$FOUNDATION" --out "$RUNS/decoder"
 
 stamp "package"
 python scripts/package_model.py --runs "$RUNS"

@@ -2,9 +2,9 @@
 
     python scripts/package_model.py --runs runs --out ranksam_ros/models/camvid-tiny
 
-Copies the foundation, the prompt predictor and every adapter set, and names the best
-fixed-rank LoRA (mean box mIoU over the four training degradations on val, read from
-docs/results/adapters.json when it exists) as the `lora` adapter.
+Copies the foundation (after its decoder phase, when run), the prompt predictor and every
+adapter set, and names the best fixed-rank LoRA (mean box mIoU over the four training
+degradations on val, read from docs/results/adapters.json when it exists) as the `lora` adapter.
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ def main() -> None:
     args = parser.parse_args()
     runs, out = Path(args.runs), Path(args.out)
     (out / "adapters").mkdir(parents=True, exist_ok=True)
-    shutil.copy(runs / "foundation/model.safetensors", out / "model.safetensors")
+    # The decoder phase (encoder unchanged) supersedes the foundation when it was run.
+    decoder = runs / "decoder/model.safetensors"
+    foundation = decoder if decoder.is_file() else runs / "foundation/model.safetensors"
+    shutil.copy(foundation, out / "model.safetensors")
     shutil.copy(
         runs / "prompt_predictor/prompt_predictor.safetensors", out / "prompt_predictor.safetensors"
     )
@@ -57,7 +60,8 @@ def main() -> None:
     shutil.copy(out / f"adapters/{chosen}.safetensors", out / "adapters/lora.safetensors")
     card = {
         "name": out.name,
-        "foundation": read_meta(out / "model.safetensors")["info"],
+        "foundation": read_meta(runs / "foundation/model.safetensors")["info"],
+        "decoder_phase": read_meta(decoder)["info"] if decoder.is_file() else None,
         "prompt_predictor": read_meta(out / "prompt_predictor.safetensors")["info"],
         "adapters": {
             p.stem: read_meta(p)["info"] for p in sorted((out / "adapters").glob("*.safetensors"))

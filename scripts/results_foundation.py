@@ -26,11 +26,12 @@ def main() -> None:
     started = time.perf_counter()
     report = evaluate(EvalOptions(model=args.model, data=args.data, limit=args.limit, threads=2))
     docs = Path(args.docs)
-    write_json(docs / "results" / "foundation.json", report)
+    write_json(docs / "results" / "foundation.json", report, relative_to=ROOT)
     rows = [
         "| | all segments | large (>= 1000 px) |",
         "|---|---|---|",
-        f"| foundation, box prompt | **{report['miou']:.3f}** | **{report['miou_large']:.3f}** |",
+        f"| foundation, box prompt (mask clipped to the box, the default) | **{report['miou']:.3f}** | **{report['miou_large']:.3f}** |",
+        f"| foundation, box prompt, mask not clipped | {report['miou_unclipped']:.3f} | {report['miou_large_unclipped']:.3f} |",
         f"| filled box (baseline) | {report['box_baseline_miou']:.3f} | {report['box_baseline_miou_large']:.3f} |",
     ]
     classes = " | ".join(report["class_iou"])
@@ -42,7 +43,7 @@ def main() -> None:
         f"({(time.perf_counter() - started) / 60:.1f} min, {report['seconds_per_image']:.3f} s/frame on "
         f"{machine_description()}).\n\n"
         + "\n".join(rows)
-        + f"\n\nPer class (mean segment IoU):\n\n| {classes} |\n|"
+        + f"\n\nPer class (mean segment IoU, clipped):\n\n| {classes} |\n|"
         + "---|" * len(report["class_iou"])
         + f"\n| {values} |\n"
     )

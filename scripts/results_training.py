@@ -22,6 +22,7 @@ STAGES = (
     "adapter_lora_r8",
     "adapter_lora_r16",
     "adapter_gated",
+    "decoder",
 )
 
 

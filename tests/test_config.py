@@ -32,6 +32,10 @@ def test_range_checks():
         AdapterConfig(kind="dora")
     with pytest.raises(ValueError, match="stage=adapter needs an adapter"):
         TrainConfig(stage="adapter")
+    with pytest.raises(ValueError, match="freeze entry='decoder'"):
+        TrainConfig(freeze=("decoder",))
+    with pytest.raises(ValueError, match="nothing to train"):
+        TrainConfig(freeze=("image_encoder", "prompt_encoder", "mask_decoder"))
     with pytest.raises(ValueError, match="clean_prob"):
         from_dict(TrainConfig, {"data": {"degrade": {"clean_prob": 2.0}}})
 

@@ -15,6 +15,7 @@ from ranksam_ros.train.evaluate import EvalOptions, evaluate, summarize_box
 REPORT_KEYS = {
     "miou",
     "miou_large",
+    "miou_unclipped",
     "box_baseline_miou",
     "class_iou",
     "images",
@@ -24,11 +25,13 @@ REPORT_KEYS = {
 
 
 def test_summary_means_and_large_split():
-    rows = [(3, 5000, 0.9, 0.8), (3, 100, 0.5, 0.4), (8, 2000, 0.7, 0.6)]
+    rows = [(3, 5000, 0.9, 0.8, 0.85), (3, 100, 0.5, 0.4, 0.5), (8, 2000, 0.7, 0.6, 0.6)]
     report = summarize_box(rows, large_area=1000)
     assert math.isclose(report["miou"], 0.7)
     assert math.isclose(report["miou_large"], 0.8)
     assert math.isclose(report["box_baseline_miou"], 0.6)
+    assert math.isclose(report["miou_unclipped"], 0.65)
+    assert math.isclose(report["miou_large_unclipped"], 0.725)
     assert report["class_iou"] == {"road": pytest.approx(0.7), "car": pytest.approx(0.7)}
     assert report["segments"] == 3 and report["segments_large"] == 2
 
@@ -42,6 +45,17 @@ def test_box_eval_runs_and_is_deterministic(frames_dir, micro_model):
     assert first["images"] == 2 and first["segments"] > 10
     assert 0.0 <= first["miou"] <= 1.0 and 0.0 < first["box_baseline_miou"] <= 1.0
     assert first["miou"] == second["miou"]
+
+
+def test_box_eval_clipping_is_switchable(frames_dir, micro_model):
+    backend = TorchBackend(micro_model)
+    base = {"data": str(frames_dir), "limit": 2}
+    clipped = evaluate(EvalOptions(**base), backend)
+    plain = evaluate(EvalOptions(**base, pipeline_overrides=("clip_to_box=false",)), backend)
+    assert clipped["clip_to_box"] and not plain["clip_to_box"]
+    assert plain["miou"] == plain["miou_unclipped"] == clipped["miou_unclipped"]
+    # Clipping only removes pixels outside the segment's own tight box: never lowers IoU.
+    assert clipped["miou"] >= clipped["miou_unclipped"]
 
 
 def test_eval_cli_writes_json(frames_dir, micro_model, tmp_path):

@@ -9,7 +9,13 @@ from ranksam_ros.backends.torch_backend import TorchBackend
 from ranksam_ros.config import PipelineConfig, PromptConfig
 from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor
 from ranksam_ros.pipeline.pipeline import Pipeline, PromptSet
-from ranksam_ros.pipeline.postprocess import decode_rle, encode_rle, mask_nms, paint_labels
+from ranksam_ros.pipeline.postprocess import (
+    clip_to_boxes,
+    decode_rle,
+    encode_rle,
+    mask_nms,
+    paint_labels,
+)
 from ranksam_ros.pipeline.prompts import decode_with_deletion, find_peaks
 
 
@@ -154,6 +160,35 @@ def test_given_prompts(pipeline_model):
     np.testing.assert_allclose(result.prompts_xy, [[10.0, 10.0], [22.5, 17.5]], atol=1e-6)
     with pytest.raises(ValueError, match="finite"):
         Pipeline(TorchBackend(pipeline_model))(image, PromptSet(points=np.array([[np.nan, 1.0]])))
+
+
+def test_clip_to_boxes_keeps_only_pixels_inside_each_box():
+    masks = np.ones((3, 10, 12), bool)
+    boxes = np.array([[2.0, 3.0, 5.0, 6.0], [np.nan] * 4, [-4.0, 8.2, 30.0, 40.0]])
+    clip_to_boxes(masks, boxes)
+    expected = np.zeros((10, 12), bool)
+    expected[3:7, 2:6] = True
+    np.testing.assert_array_equal(masks[0], expected)
+    assert masks[1].all()  # a point prompt's mask is left alone
+    assert masks[2][8:].all() and not masks[2][:8].any()  # fractional edges round outwards
+
+
+@pytest.mark.parametrize("clip", [True, False])
+def test_box_prompt_masks_are_clipped_to_their_box(clip):
+    import torch
+
+    from ranksam_ros.modeling.registry import build_model
+
+    torch.manual_seed(3)  # random weights whose predicted IoU (the score) is positive
+    model = build_model("micro")
+    image = np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    box = np.array([[10.0, 5.0, 40.0, 30.0]])
+    # Threshold far below any logit: the decoded mask covers the whole frame before clipping.
+    cfg = PipelineConfig(min_area=0, nms_iou=1.0, mask_threshold=-1e6, clip_to_box=clip)
+    result = Pipeline(TorchBackend(model), cfg)(image, PromptSet(boxes=box))
+    (instance,) = result.instances
+    assert instance.area == (31 * 26 if clip else 50 * 70)
+    assert instance.box == ((10, 5, 40, 30) if clip else (0, 0, 69, 49))
 
 
 def test_out_of_range_prompt_config_is_a_clear_error():

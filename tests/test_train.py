@@ -186,3 +186,25 @@ def test_foundation_can_start_from_a_checkpoint(dataset_root, tmp_path, micro_mo
         assert torch.equal(value, trainer.model.sam.state_dict()[key])
     with pytest.raises(ValueError, match="another architecture"):
         Trainer(_config(dataset_root, tmp_path / "bad", "model=tiny", f"init={start}"))
+
+
+def test_decoder_phase_keeps_the_image_encoder_fixed(dataset_root, tmp_path, micro_model):
+    from ranksam_ros.modeling.registry import save_model
+
+    start = tmp_path / "start.safetensors"
+    save_model(start, micro_model)
+    cfg = _config(
+        dataset_root,
+        tmp_path / "dec",
+        "model=micro",
+        f"init={start}",
+        "freeze=[image_encoder]",
+        "optim.steps=2",
+    )
+    path = Trainer(cfg).train()
+    after = build_model(str(path)).sam.state_dict()
+    before = micro_model.sam.state_dict()
+    encoder = [k for k in before if k.startswith("image_encoder.")]
+    decoder = [k for k in before if k.startswith("mask_decoder.")]
+    assert all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)

@@ -17,6 +17,7 @@ import numpy as np
 from ranksam_ros.backends.base import Backend, Encoded, boxes_to_prompts
 from ranksam_ros.config import PipelineConfig
 from ranksam_ros.pipeline.postprocess import (
+    clip_to_boxes,
     fill_unassigned,
     mask_nms,
     paint_labels,
@@ -63,6 +64,7 @@ def _merge(first: Candidates, first_decoded: Decoded, second: Candidates, second
         logits=first_decoded.logits + second_decoded.logits,
         masks=first_decoded.masks + second_decoded.masks,
         pred_iou=first_decoded.pred_iou + second_decoded.pred_iou,
+        boxes=first_decoded.boxes + [np.full(4, np.nan)] * len(second_decoded.logits),
         prompt_index=first_decoded.prompt_index + [i + offset for i in second_decoded.prompt_index],
         tried=first_decoded.tried + [i + offset for i in second_decoded.tried],
         decoded=first_decoded.decoded + second_decoded.decoded,
@@ -247,11 +249,13 @@ class Pipeline:
                 geometry.to_input(boxes.reshape(-1, 2)).reshape(-1, 4)
             )
             outputs.append(self.backend.decode(frame.encoded, coords, labels, False))
+        prompt_boxes = np.concatenate([np.full((len(points), 4), np.nan), boxes])
         for logits, iou in outputs:
             best = np.argmax(iou, axis=1)
             for lg, score in zip(
                 logits[np.arange(len(best)), best], iou[np.arange(len(best)), best]
             ):
+                decoded.boxes.append(prompt_boxes[len(decoded.prompt_index)])
                 decoded.logits.append(lg)
                 decoded.masks.append(lg > self.cfg.mask_threshold)
                 decoded.pred_iou.append(float(score))
@@ -283,6 +287,8 @@ class Pipeline:
             return result
         logits = np.stack([decoded.logits[i] for i in keep])
         masks = upscale_logits(logits, geometry) > cfg.mask_threshold
+        if cfg.clip_to_box and decoded.boxes:
+            clip_to_boxes(masks, np.stack([decoded.boxes[i] for i in keep]))
         classes = self._classes(frame, candidates.classes[used[keep]], logits)
         instances = []
         for order, i in enumerate(keep):

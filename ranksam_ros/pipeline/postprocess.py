@@ -62,6 +62,31 @@ def upscale_to_input(logits: np.ndarray, size: int) -> np.ndarray:
     return np.matmul(np.matmul(matrix, logits.astype(np.float32)), matrix.T)
 
 
+def clip_to_boxes(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Clear mask pixels outside each mask's box prompt (in place; returns ``masks``).
+
+    A box prompt says the object lies inside it, but masks decoded at a quarter of the input
+    resolution spill a few pixels over its edges; cutting them off is free accuracy for box
+    prompts (mIoU on CamVid val: docs/results.md). Rows of ``boxes`` with a NaN (point prompts)
+    leave their mask unchanged.
+
+    Args:
+        masks: ``(N, H, W)`` bool masks in source pixels.
+        boxes: ``(N, 4)`` boxes x0, y0, x1, y1, pixel-inclusive, in the same pixels.
+    """
+    height, width = masks.shape[1:]
+    for mask, box in zip(masks, np.asarray(boxes, np.float64).reshape(-1, 4)):
+        if not np.isfinite(box).all():
+            continue
+        x0, y0 = (max(int(np.floor(v)), 0) for v in box[:2])
+        x1, y1 = (int(np.ceil(v)) + 1 for v in box[2:])
+        mask[:y0] = False
+        mask[min(max(y1, 0), height) :] = False
+        mask[:, :x0] = False
+        mask[:, min(max(x1, 0), width) :] = False
+    return masks
+
+
 def fill_unassigned(
     semantic: np.ndarray, probs: np.ndarray, info: ResizeInfo, unassigned: int
 ) -> np.ndarray:

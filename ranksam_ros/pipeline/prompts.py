@@ -108,6 +108,8 @@ class Decoded:
     masks: list[np.ndarray] = field(default_factory=list)  # each (m, m) bool
     pred_iou: list[float] = field(default_factory=list)
     prompt_index: list[int] = field(default_factory=list)
+    # Source-pixel box of each accepted mask's prompt (NaNs for points): masks are clipped to it.
+    boxes: list[np.ndarray] = field(default_factory=list)
     tried: list[int] = field(default_factory=list)  # every decoded candidate, in order
     decoded: int = 0
     deleted: int = 0

@@ -16,11 +16,12 @@ from tqdm import tqdm
 
 from ranksam_ros.backends import Backend, create_backend
 from ranksam_ros.backends.base import boxes_to_prompts
-from ranksam_ros.config import CAMVID_CLASSES, CAMVID_IGNORE_LABEL
+from ranksam_ros.config import CAMVID_CLASSES, CAMVID_IGNORE_LABEL, PipelineConfig
+from ranksam_ros.config_loader import load_config
 from ranksam_ros.data.degrade import eval_degradation
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.data.segments import find_segments
-from ranksam_ros.pipeline.postprocess import upscale_logits
+from ranksam_ros.pipeline.postprocess import clip_to_boxes, upscale_logits
 from ranksam_ros.pipeline.preprocess import preprocess
 
 LARGE_AREA = 1000
@@ -45,8 +46,15 @@ class EvalOptions:
     pipeline_overrides: tuple[str, ...] = ()
 
 
-def _box_frame(backend: Backend, image: np.ndarray, label: np.ndarray, min_area: int):
-    """IoU of the model and of the filled box for every segment of one frame."""
+def _box_frame(
+    backend: Backend, image: np.ndarray, label: np.ndarray, min_area: int, clip: bool = True
+):
+    """Score every segment of one frame, prompted with its tight box.
+
+    Returns:
+        Rows ``(class, area, mask IoU, filled-box IoU, mask IoU without clipping)`` (the mask
+        is clipped to its box when ``clip``) and the frame's mean active rank (or None).
+    """
     info = backend.info
     tensor, geometry = preprocess(image, info.input_size, info.pixel_mean, info.pixel_std)
     encoded = backend.encode(tensor)
@@ -59,14 +67,20 @@ def _box_frame(backend: Backend, image: np.ndarray, label: np.ndarray, min_area:
         boxes = np.array([s.box for s in chunk], np.float64)
         coords, labels = boxes_to_prompts(geometry.to_input(boxes.reshape(-1, 2)).reshape(-1, 4))
         logits, _ = backend.decode(encoded, coords, labels, multimask=False)
-        masks = upscale_logits(logits[:, 0], geometry) > 0.0
-        for seg, mask in zip(chunk, masks):
-            inter = np.logical_and(mask, seg.mask).sum()
-            union = np.logical_or(mask, seg.mask).sum()
+        raw = upscale_logits(logits[:, 0], geometry) > 0.0
+        clipped = clip_to_boxes(raw.copy(), boxes) if clip else raw
+        for seg, mask, unclipped in zip(chunk, clipped, raw):
             x0, y0, x1, y1 = seg.box
             box_area = (x1 - x0 + 1) * (y1 - y0 + 1)
-            rows.append((seg.class_id, seg.area, inter / max(union, 1), seg.area / box_area))
+            iou = _iou(mask, seg.mask)
+            rows.append(
+                (seg.class_id, seg.area, iou, seg.area / box_area, _iou(unclipped, seg.mask))
+            )
     return rows, encoded.active_rank
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1)
 
 
 def _mean(values: list[float]) -> float:
@@ -74,14 +88,16 @@ def _mean(values: list[float]) -> float:
 
 
 def summarize_box(rows: list[tuple], large_area: int = LARGE_AREA) -> dict:
-    """Aggregate per-segment rows ``(class, area, iou, box_iou)`` into the report fields."""
+    """Aggregate per-segment rows ``(class, area, iou, box_iou, unclipped_iou)``."""
     by_class = defaultdict(list)
-    for class_id, _, iou, _ in rows:
+    for class_id, _, iou, *_ in rows:
         by_class[class_id].append(iou)
     large = [r for r in rows if r[1] >= large_area]
     return {
         "miou": _mean([r[2] for r in rows]),
         "miou_large": _mean([r[2] for r in large]),
+        "miou_unclipped": _mean([r[4] for r in rows]),
+        "miou_large_unclipped": _mean([r[4] for r in large]),
         "box_baseline_miou": _mean([r[3] for r in rows]),
         "box_baseline_miou_large": _mean([r[3] for r in large]),
         "class_iou": {CAMVID_CLASSES[c]: _mean(v) for c, v in sorted(by_class.items())},
@@ -92,12 +108,10 @@ def summarize_box(rows: list[tuple], large_area: int = LARGE_AREA) -> dict:
 
 def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
     """Run the evaluation described by ``options`` and return the JSON-ready report."""
+    cfg = load_config(PipelineConfig, None, options.pipeline_overrides)
     if options.prompts != "box":
-        from ranksam_ros.config import PipelineConfig
-        from ranksam_ros.config_loader import load_config
         from ranksam_ros.train.evaluate_auto import evaluate_auto
 
-        cfg = load_config(PipelineConfig, None, options.pipeline_overrides)
         return evaluate_auto(options, backend, cfg)
     folder = SegmentationFolder(options.data)
     backend = backend or create_backend(
@@ -108,7 +122,7 @@ def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
     for index in tqdm(range(count), desc=f"eval {options.degrade}", leave=False):
         image, label = folder[index]
         image, _, _ = eval_degradation(image, options.degrade, options.seed, index)
-        frame_rows, rank = _box_frame(backend, image, label, options.min_area)
+        frame_rows, rank = _box_frame(backend, image, label, options.min_area, cfg.clip_to_box)
         rows.extend(frame_rows)
         if rank is not None:
             ranks.append(rank)
@@ -117,6 +131,7 @@ def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
         "model": backend.info.model_id,
         "adapter": options.adapter,
         "prompts": "box",
+        "clip_to_box": cfg.clip_to_box,
         "degrade": options.degrade,
         "seed": options.seed,
         "backend": options.backend,
@@ -134,7 +149,14 @@ def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
 def format_report(report: dict) -> str:
     """Human-readable summary of an evaluation report."""
     lines = [f"model {report['model']}  prompts {report['prompts']}  degrade {report['degrade']}"]
-    for key in ("miou", "miou_large", "box_baseline_miou", "box_baseline_miou_large"):
+    for key in (
+        "miou",
+        "miou_large",
+        "miou_unclipped",
+        "miou_large_unclipped",
+        "box_baseline_miou",
+        "box_baseline_miou_large",
+    ):
         if key in report:
             lines.append(f"  {key:<24} {report[key]:.4f}")
     for key in ("images", "segments", "prompts_per_image", "seconds_per_image", "mean_active_rank"):

@@ -81,8 +81,8 @@ def build_trainable(cfg: TrainConfig) -> RankSam:
             if start.arch != model.arch:
                 raise ValueError(f"init={cfg.init} has another architecture than model={cfg.model}")
             model.sam.load_state_dict(start.sam.state_dict())
-        for param in model.parameters():
-            param.requires_grad_(True)
+        for name, param in model.sam.named_parameters():
+            param.requires_grad_(name.split(".", 1)[0] not in cfg.freeze)
     return model.train()
 
 
