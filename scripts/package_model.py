@@ -35,6 +35,20 @@ def best_lora(results_path: Path) -> str:
     return max(scores, key=scores.get)
 
 
+def check_same_encoder(foundation: Path, decoder: Path) -> None:
+    """Exit unless the decoder phase sits on this foundation's image encoder.
+
+    The prompt predictor and the adapters were trained on that encoder's embeddings, so a
+    stale decoder run from another foundation must not be packaged with them.
+    """
+    from safetensors.numpy import load_file
+
+    base, tuned = load_file(str(foundation)), load_file(str(decoder))
+    keys = [k for k in base if "image_encoder." in k]
+    if not keys or any(k not in tuned or not np.array_equal(base[k], tuned[k]) for k in keys):
+        raise SystemExit(f"{decoder} has another image encoder than {foundation}: re-run it")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs")
@@ -45,8 +59,10 @@ def main() -> None:
     (out / "adapters").mkdir(parents=True, exist_ok=True)
     # The decoder phase (encoder unchanged) supersedes the foundation when it was run.
     decoder = runs / "decoder/model.safetensors"
-    foundation = decoder if decoder.is_file() else runs / "foundation/model.safetensors"
-    shutil.copy(foundation, out / "model.safetensors")
+    foundation = runs / "foundation/model.safetensors"
+    if decoder.is_file():
+        check_same_encoder(foundation, decoder)
+    shutil.copy(decoder if decoder.is_file() else foundation, out / "model.safetensors")
     shutil.copy(
         runs / "prompt_predictor/prompt_predictor.safetensors", out / "prompt_predictor.safetensors"
     )

@@ -88,11 +88,14 @@ def wait(predicate, timeout: float) -> bool:
     return False
 
 
-def storm(peer: Peer, count: int, compressed: bool, seed: int) -> int:
+def storm(peer: Peer, count: int, compressed: bool, seed: int, alive) -> int:
     """Publish malformed messages, waiting for the node to keep up every 50 (or each one).
 
+    Stops at the first wait that times out or when ``alive()`` turns false: the pacing target
+    is cumulative, so one lost count would otherwise make every later wait time out too.
+
     Returns:
-        How many of those waits ran into their 60 s timeout (0 when the node kept up).
+        How many waits ran into their 60 s timeout (0 when the node kept up).
     """
     publisher = peer.compressed if compressed else peer.raw
     # Pace on messages the node has finished with in any way (rejected, replaced, processed):
@@ -100,13 +103,14 @@ def storm(peer: Peer, count: int, compressed: bool, seed: int) -> int:
     # instead of stalling every later wait. ``received`` also counts the valid warm-up frames,
     # so each counter is compared against its own value at the start.
     finished_start, received_start = finished(peer), peer.counter("received")
-    timeouts = 0
     for sent, (_, msg) in enumerate(malformed_stream(count, compressed, seed), start=1):
         publisher.publish(msg)
         if compressed or sent % 50 == 0:  # stay within the node's queue depth of 100
-            timeouts += not wait(lambda n=sent: finished(peer) >= finished_start + n, 60)
-    timeouts += not wait(lambda: peer.counter("received") >= received_start + count, 60)
-    return timeouts
+            if not wait(lambda n=sent: finished(peer) >= finished_start + n or not alive(), 60):
+                return 1
+            if not alive():
+                return 0
+    return int(not wait(lambda: peer.counter("received") >= received_start + count, 60))
 
 
 def finished(peer: Peer) -> int:
@@ -164,7 +168,7 @@ def run_phase(args, compressed: bool, workdir: Path) -> dict:
         wait(lambda: peer.counter("processed") >= warm, 10)
         rss_before = process.memory_info().rss
         started = time.monotonic()
-        timeouts = storm(peer, args.count, compressed, seed=args.seed)
+        timeouts = storm(peer, args.count, compressed, args.seed, lambda: node.exit_code() is None)
         storm_s = time.monotonic() - started
         answered = valid_frames(peer, args.valid, compressed)
         wait(lambda: peer.counter("processed") >= warm + answered, 10)
@@ -177,6 +181,8 @@ def run_phase(args, compressed: bool, workdir: Path) -> dict:
             "bad_input": peer.counter("bad_input"),
             "dropped": peer.counter("dropped"),
             "errors": peer.counter("errors"),
+            "processed": peer.counter("processed"),
+            "warm_answered": warm,
             "valid_sent": args.valid,
             "valid_answered": answered,
             "alive": node.exit_code() is None,
@@ -209,6 +215,8 @@ def main() -> None:
         and p["valid_answered"] == p["valid_sent"]
         and p["errors"] == 0
         and p["bad_input"] + p["dropped"] >= p["malformed_sent"]
+        # Only the valid frames were processed: no malformed message passed as a frame.
+        and p["processed"] == p["warm_answered"] + p["valid_answered"]
         and (p["transport"] != "raw" or p["bad_input"] == p["malformed_sent"])
         for p in phases
     )

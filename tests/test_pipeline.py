@@ -191,6 +191,22 @@ def test_box_prompt_masks_are_clipped_to_their_box(clip):
     assert instance.box == ((10, 5, 40, 30) if clip else (0, 0, 69, 49))
 
 
+def test_disjoint_boxes_are_not_duplicates_after_clipping():
+    import torch
+
+    from ranksam_ros.modeling.registry import build_model
+
+    torch.manual_seed(3)  # random weights whose predicted IoU (the score) is positive
+    model = build_model("micro")
+    image = np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    boxes = np.array([[0.0, 0.0, 30.0, 49.0], [40.0, 0.0, 69.0, 49.0]])
+    # Unclipped, both masks cover the whole frame and NMS would keep only one of them.
+    cfg = PipelineConfig(min_area=0, mask_threshold=-1e6)
+    result = Pipeline(TorchBackend(model), cfg)(image, PromptSet(boxes=boxes))
+    assert result.duplicates == 0
+    assert sorted(inst.box for inst in result.instances) == [(0, 0, 30, 49), (40, 0, 69, 49)]
+
+
 def test_out_of_range_prompt_config_is_a_clear_error():
     with pytest.raises(ValueError, match="prompts.threshold"):
         PromptConfig(threshold=1.5)

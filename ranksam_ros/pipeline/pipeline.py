@@ -262,7 +262,22 @@ class Pipeline:
                 decoded.prompt_index.append(len(decoded.prompt_index))
         decoded.decoded = count
         decoded.tried = list(range(count))
+        if self.cfg.clip_to_box and len(boxes):
+            self._clip_low_res(decoded, geometry)
         return candidates, decoded
+
+    def _clip_low_res(self, decoded: Decoded, geometry: ResizeInfo) -> None:
+        """Clip the low-res masks of box prompts too (cells touching the box stay).
+
+        Duplicate removal and the hybrid mode's prompt filter then compare the masks that will
+        be published, not their spill over the box edges.
+        """
+        info = self.backend.info
+        corners = np.stack(decoded.boxes).copy()
+        corners[:, 2:] += 1.0  # pixel-inclusive last pixel -> its far edge
+        cells = geometry.to_input(corners.reshape(-1, 2)).reshape(-1, 4)
+        cells *= info.mask_size / info.input_size  # NaN rows (points) stay NaN
+        decoded.masks = list(clip_to_boxes(np.stack(decoded.masks), cells))
 
     def _assemble(
         self, frame: EncodedFrame, candidates: Candidates, decoded: Decoded

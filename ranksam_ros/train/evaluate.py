@@ -47,13 +47,14 @@ class EvalOptions:
 
 
 def _box_frame(
-    backend: Backend, image: np.ndarray, label: np.ndarray, min_area: int, clip: bool = True
+    backend: Backend, image: np.ndarray, label: np.ndarray, min_area: int, cfg: PipelineConfig
 ):
     """Score every segment of one frame, prompted with its tight box.
 
     Returns:
-        Rows ``(class, area, mask IoU, filled-box IoU, mask IoU without clipping)`` (the mask
-        is clipped to its box when ``clip``) and the frame's mean active rank (or None).
+        Rows ``(class, area, mask IoU, filled-box IoU, mask IoU without clipping)`` (masks
+        thresholded at ``cfg.mask_threshold`` and clipped to their box when
+        ``cfg.clip_to_box``) and the frame's mean active rank (or None).
     """
     info = backend.info
     tensor, geometry = preprocess(image, info.input_size, info.pixel_mean, info.pixel_std)
@@ -67,8 +68,8 @@ def _box_frame(
         boxes = np.array([s.box for s in chunk], np.float64)
         coords, labels = boxes_to_prompts(geometry.to_input(boxes.reshape(-1, 2)).reshape(-1, 4))
         logits, _ = backend.decode(encoded, coords, labels, multimask=False)
-        raw = upscale_logits(logits[:, 0], geometry) > 0.0
-        clipped = clip_to_boxes(raw.copy(), boxes) if clip else raw
+        raw = upscale_logits(logits[:, 0], geometry) > cfg.mask_threshold
+        clipped = clip_to_boxes(raw.copy(), boxes) if cfg.clip_to_box else raw
         for seg, mask, unclipped in zip(chunk, clipped, raw):
             x0, y0, x1, y1 = seg.box
             box_area = (x1 - x0 + 1) * (y1 - y0 + 1)
@@ -122,7 +123,7 @@ def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
     for index in tqdm(range(count), desc=f"eval {options.degrade}", leave=False):
         image, label = folder[index]
         image, _, _ = eval_degradation(image, options.degrade, options.seed, index)
-        frame_rows, rank = _box_frame(backend, image, label, options.min_area, cfg.clip_to_box)
+        frame_rows, rank = _box_frame(backend, image, label, options.min_area, cfg)
         rows.extend(frame_rows)
         if rank is not None:
             ranks.append(rank)
