@@ -237,7 +237,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     p.add_argument("--json", help="also write the report here")
     p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a pipeline config key"
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a pipeline config key (box prompts use mask_threshold and clip_to_box)",
     )
     p.set_defaults(func=_cmd_eval)
 
