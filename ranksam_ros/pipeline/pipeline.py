@@ -273,7 +273,7 @@ class Pipeline:
         be published, not their spill over the box edges.
         """
         info = self.backend.info
-        corners = np.stack(decoded.boxes).copy()
+        corners = np.stack(decoded.boxes)  # a new array: safe to shift in place
         corners[:, 2:] += 1.0  # pixel-inclusive last pixel -> its far edge
         cells = geometry.to_input(corners.reshape(-1, 2)).reshape(-1, 4)
         cells *= info.mask_size / info.input_size  # NaN rows (points) stay NaN

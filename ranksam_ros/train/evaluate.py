@@ -21,7 +21,7 @@ from ranksam_ros.config_loader import load_config
 from ranksam_ros.data.degrade import eval_degradation
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.data.segments import find_segments
-from ranksam_ros.pipeline.postprocess import clip_to_boxes, upscale_logits
+from ranksam_ros.pipeline.postprocess import clip_to_boxes, mask_iou, upscale_logits
 from ranksam_ros.pipeline.preprocess import preprocess
 
 LARGE_AREA = 1000
@@ -73,15 +73,16 @@ def _box_frame(
         for seg, mask, unclipped in zip(chunk, clipped, raw):
             x0, y0, x1, y1 = seg.box
             box_area = (x1 - x0 + 1) * (y1 - y0 + 1)
-            iou = _iou(mask, seg.mask)
             rows.append(
-                (seg.class_id, seg.area, iou, seg.area / box_area, _iou(unclipped, seg.mask))
+                (
+                    seg.class_id,
+                    seg.area,
+                    mask_iou(mask, seg.mask),
+                    seg.area / box_area,
+                    mask_iou(unclipped, seg.mask),
+                )
             )
     return rows, encoded.active_rank
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1)
 
 
 def _mean(values: list[float]) -> float:

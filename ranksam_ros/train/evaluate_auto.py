@@ -106,6 +106,7 @@ class GridSegmenter:
 
 def evaluate_auto(options, backend=None, pipeline_cfg: PipelineConfig | None = None) -> dict:
     """``--prompts auto`` (our pipeline) or ``--prompts grid`` (SAM's generator) on a folder."""
+    pipeline_cfg = pipeline_cfg or PipelineConfig()
     folder = SegmentationFolder(options.data)
     count = len(folder) if options.limit <= 0 else min(options.limit, len(folder))
     if options.prompts == "grid":
@@ -122,7 +123,7 @@ def evaluate_auto(options, backend=None, pipeline_cfg: PipelineConfig | None = N
             options.backend, options.model, options.adapter, options.threads
         )
         # Filling is done here, after the masks-only map is scored, so both are reported.
-        pipeline = Pipeline(backend, replace(pipeline_cfg or PipelineConfig(), fill_semantic=False))
+        pipeline = Pipeline(backend, replace(pipeline_cfg, fill_semantic=False))
         model_id = backend.info.model_id
     else:
         raise ValueError(f"--prompts {options.prompts!r}: choose box, auto or grid")
@@ -150,7 +151,7 @@ def evaluate_auto(options, backend=None, pipeline_cfg: PipelineConfig | None = N
         masks_only.add(label, semantic)
         dense.add(label, filled)
     seconds = (time.perf_counter() - started) / max(count, 1)
-    fill = (pipeline_cfg or PipelineConfig()).fill_semantic
+    fill = pipeline_cfg.fill_semantic
     iou = (dense if fill else masks_only).class_iou()
     report = {
         "model": model_id,
