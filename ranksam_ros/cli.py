@@ -225,7 +225,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="camvid-tiny", help="name or path (default camvid-tiny)")
     p.add_argument("--data", required=True, help="folder holding images/ and labels/")
     p.add_argument("--adapter", default="none", help="adapter name or file, or none")
-    p.add_argument("--prompts", default="box", choices=["box", "auto", "grid"])
+    p.add_argument(
+        "--prompts",
+        default="box",
+        choices=["box", "point", "auto", "grid"],
+        help="box / point: one prompt per labelled segment (tight box, or one interior click); "
+        "auto / grid: promptless semantic mIoU",
+    )
     p.add_argument(
         "--degrade",
         default="none",

@@ -55,6 +55,9 @@ class SamArchConfig:
     decoder_heads: int = 4
     iou_head_hidden_dim: int = 128
     mask_in_chans: int = 16
+    # Detail head (modeling/detail_head.py): SAM's masks corrected with pixel detail from a
+    # small stem on the input. Not part of official SAM; False keeps the plain decoder.
+    detail_head: bool = False
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
@@ -197,7 +200,7 @@ class LossConfig:
     iou_samples: int = 1024
 
 
-SAM_PARTS = ("image_encoder", "prompt_encoder", "mask_decoder")
+SAM_PARTS = ("image_encoder", "prompt_encoder", "mask_decoder", "detail_head")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def test_range_checks():
     with pytest.raises(ValueError, match="freeze entry='decoder'"):
         TrainConfig(freeze=("decoder",))
     with pytest.raises(ValueError, match="nothing to train"):
-        TrainConfig(freeze=("image_encoder", "prompt_encoder", "mask_decoder"))
+        TrainConfig(freeze=("image_encoder", "prompt_encoder", "mask_decoder", "detail_head"))
     with pytest.raises(ValueError, match="clean_prob"):
         from_dict(TrainConfig, {"data": {"degrade": {"clean_prob": 2.0}}})
 

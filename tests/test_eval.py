@@ -58,6 +58,17 @@ def test_box_eval_clipping_is_switchable(frames_dir, micro_model):
     assert clipped["miou"] >= clipped["miou_unclipped"]
 
 
+def test_point_eval_clicks_once_per_segment_without_clipping(frames_dir, micro_model):
+    backend = TorchBackend(micro_model)
+    base = {"data": str(frames_dir), "limit": 2}
+    boxes = evaluate(EvalOptions(**base), backend)
+    points = evaluate(EvalOptions(**base, prompts="point"), backend)
+    assert points["prompts"] == "point" and not points["clip_to_box"]
+    assert points["segments"] == boxes["segments"]
+    assert points["miou"] == points["miou_unclipped"] != boxes["miou"]
+    assert 0.0 <= points["miou"] <= 1.0
+
+
 def test_eval_cli_writes_json(frames_dir, micro_model, tmp_path):
     model = tmp_path / "m.safetensors"
     save_model(model, micro_model)

@@ -56,11 +56,13 @@ class Encoded:
         embedding: ``(1, C, h, w)`` float32.
         active_rank: Mean active adapter rank over gated layers (None without gates).
         layer_ranks: Active rank per gated layer (empty without gates).
+        detail: Detail-head features ``(1, C', m, m)`` float32 (None without a detail head).
     """
 
     embedding: np.ndarray
     active_rank: float | None = None
     layer_ranks: dict[str, float] = field(default_factory=dict)
+    detail: np.ndarray | None = None
 
 
 class Backend(Protocol):

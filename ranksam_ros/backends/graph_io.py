@@ -10,6 +10,8 @@ import numpy as np
 
 from ranksam_ros.backends.base import BOX_LABELS, Encoded, ModelInfo
 
+DETAIL = "detail"  # graph IO name of the detail-head features (see modeling/export_wrappers.py)
+
 
 def model_info(manifest: dict, engine: str) -> ModelInfo:
     """:class:`ModelInfo` of an export run by ``engine`` (e.g. ``onnxruntime+int8``)."""
@@ -36,12 +38,33 @@ def check_image(image: np.ndarray, input_size: int) -> None:
         )
 
 
-def encoded(embedding: np.ndarray, ranks: np.ndarray, layer_names: list[str]) -> Encoded:
-    """Encoder outputs -> :class:`Encoded`; ``ranks (1, L)`` is ignored without gated layers."""
+def encoded(outputs: dict[str, np.ndarray], layer_names: list[str]) -> Encoded:
+    """Encoder outputs by name -> :class:`Encoded`.
+
+    ``layer_ranks (1, L)`` is ignored without gated layers; ``detail`` is there only for
+    models with a detail head.
+    """
+    embedding, ranks, detail = outputs["embedding"], outputs["layer_ranks"], outputs.get(DETAIL)
     if not layer_names:
-        return Encoded(embedding)
+        return Encoded(embedding, detail=detail)
     layer_ranks = {name: float(r) for name, r in zip(layer_names, ranks[0])}
-    return Encoded(embedding, float(np.mean(ranks)), layer_ranks)
+    return Encoded(embedding, float(np.mean(ranks)), layer_ranks, detail)
+
+
+def decoder_feeds(
+    encoded: Encoded, coords: np.ndarray, labels: np.ndarray, input_names: list[str]
+) -> dict[str, np.ndarray]:
+    """Decoder inputs for prompts already passed through :func:`decoder_prompts`.
+
+    Raises:
+        ValueError: the decoder takes ``detail`` but the frame was encoded without it.
+    """
+    feeds = {"embedding": encoded.embedding, "point_coords": coords, "point_labels": labels}
+    if DETAIL in input_names:
+        if encoded.detail is None:
+            raise ValueError("this decoder has a detail head: encode the frame with its encoder")
+        feeds[DETAIL] = encoded.detail
+    return feeds
 
 
 def decoder_prompts(coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -79,8 +79,10 @@ class OnnxBackend:
 
     def encode(self, image: np.ndarray) -> Encoded:
         graph_io.check_image(image, self.info.input_size)
-        embedding, ranks = self.sessions["encoder"].run(None, {"image": image})
-        return graph_io.encoded(embedding, ranks, self.layer_names)
+        session = self.sessions["encoder"]
+        outputs = session.run(None, {"image": image})
+        names = [o.name for o in session.get_outputs()]
+        return graph_io.encoded(dict(zip(names, outputs)), self.layer_names)
 
     def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> np.ndarray:
         if "prompt_predictor" not in self.sessions:
@@ -94,6 +96,7 @@ class OnnxBackend:
         self, encoded: Encoded, coords: np.ndarray, labels: np.ndarray, multimask: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         coords, labels = graph_io.decoder_prompts(coords, labels)
-        feeds = {"embedding": encoded.embedding, "point_coords": coords, "point_labels": labels}
-        masks, iou = self.sessions["decoder"].run(None, feeds)
+        session = self.sessions["decoder"]
+        inputs = [i.name for i in session.get_inputs()]
+        masks, iou = session.run(None, graph_io.decoder_feeds(encoded, coords, labels, inputs))
         return graph_io.select_masks(masks, iou, multimask)

@@ -181,7 +181,7 @@ class TensorRTBackend:
     def encode(self, image: np.ndarray) -> Encoded:
         graph_io.check_image(image, self.info.input_size)
         out = self.runners["encoder"].run({"image": image})
-        return graph_io.encoded(out["embedding"], out["layer_ranks"], self.layer_names)
+        return graph_io.encoded(out, self.layer_names)
 
     def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> np.ndarray:
         if "prompt_predictor" not in self.runners:
@@ -197,14 +197,14 @@ class TensorRTBackend:
             size, k = self.info.mask_size, 3 if multimask else 1
             return np.zeros((0, k, size, size), np.float32), np.zeros((0, k), np.float32)
         masks, iou = [], []
+        runner = self.runners["decoder"]
         # Batches above the profile's max are split rather than rejected.
         for start in range(0, len(coords), self.max_prompts):
-            feeds = {
-                "embedding": encoded.embedding,
-                "point_coords": coords[start : start + self.max_prompts],
-                "point_labels": labels[start : start + self.max_prompts],
-            }
-            out = self.runners["decoder"].run(feeds)
+            chunk = slice(start, start + self.max_prompts)
+            feeds = graph_io.decoder_feeds(
+                encoded, coords[chunk], labels[chunk], list(runner.inputs)
+            )
+            out = runner.run(feeds)
             masks.append(out["masks"])
             iou.append(out["iou"])
         return graph_io.select_masks(np.concatenate(masks), np.concatenate(iou), multimask)

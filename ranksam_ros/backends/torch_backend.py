@@ -40,11 +40,14 @@ class TorchBackend:
 
     @torch.inference_mode()
     def encode(self, image: np.ndarray) -> Encoded:
-        embedding = self.model.encode(self._tensor(image))
+        tensor = self._tensor(image)
+        embedding = self.model.encode(tensor)
         ranks = self.model.active_ranks()
         layer_ranks = {name: float(r.float().mean()) for name, r in ranks.items()}
         mean = float(np.mean(list(layer_ranks.values()))) if layer_ranks else None
-        return Encoded(embedding.cpu().numpy(), mean, layer_ranks)
+        detail = self.model.detail(tensor)
+        detail = None if detail is None else detail.cpu().numpy()
+        return Encoded(embedding.cpu().numpy(), mean, layer_ranks, detail)
 
     @torch.inference_mode()
     def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> np.ndarray:
@@ -58,14 +61,17 @@ class TorchBackend:
         self, encoded: Encoded, coords: np.ndarray, labels: np.ndarray, multimask: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         embedding = self._tensor(encoded.embedding)
+        detail = None if encoded.detail is None else self._tensor(encoded.detail)
         coords_t, labels_t = self._tensor(coords), self._tensor(labels)
         is_box = labels.shape[1] == 2 and np.all(labels == np.asarray(BOX_LABELS, np.float32))
         if is_box:
             logits, iou = self.model.decode(
-                embedding, boxes=coords_t.reshape(-1, 4), multimask=multimask
+                embedding, boxes=coords_t.reshape(-1, 4), multimask=multimask, detail=detail
             )
         else:
             if np.any(labels >= 2):
                 raise ValueError("box corners (labels 2, 3) must form whole (N, 2) box prompts")
-            logits, iou = self.model.decode(embedding, coords_t, labels_t, multimask=multimask)
+            logits, iou = self.model.decode(
+                embedding, coords_t, labels_t, multimask=multimask, detail=detail
+            )
         return logits.cpu().numpy(), iou.cpu().numpy()

@@ -18,11 +18,11 @@ from ranksam_ros.deploy.manifest import write_manifest
 from ranksam_ros.modeling.build import arch_to_dict
 from ranksam_ros.modeling.export_wrappers import (
     DECODER_DYNAMIC_AXES,
-    IO_NAMES,
     DecoderGraph,
     EncoderGraph,
     PromptPredictorGraph,
     gated_layers,
+    io_names,
 )
 from ranksam_ros.modeling.ranksam import RankSam
 from ranksam_ros.modeling.registry import build_model
@@ -31,7 +31,12 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _export(
-    module: torch.nn.Module, args: tuple, path: Path, name: str, opset: int, dynamic=None
+    module: torch.nn.Module,
+    args: tuple,
+    path: Path,
+    names: dict[str, list[str]],
+    opset: int,
+    dynamic=None,
 ) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints in SAM's code
@@ -39,8 +44,8 @@ def _export(
             module,
             args,
             str(path),
-            input_names=IO_NAMES[name]["inputs"],
-            output_names=IO_NAMES[name]["outputs"],
+            input_names=names["inputs"],
+            output_names=names["outputs"],
             dynamic_axes=dynamic,
             opset_version=opset,
             do_constant_folding=True,
@@ -95,36 +100,38 @@ def _export_all(
     mode = _adapter_mode(model)
     arch = model.arch
     image = torch.zeros(1, 3, arch.img_size, arch.img_size)
+    names = io_names(model)
     graphs = {}
-    _export(EncoderGraph(model), (image,), out / "encoder.onnx", "encoder", opset)
-    graphs["encoder"] = {"file": "encoder.onnx", **IO_NAMES["encoder"], "dynamic_axes": {}}
+    _export(EncoderGraph(model), (image,), out / "encoder.onnx", names["encoder"], opset)
+    graphs["encoder"] = {"file": "encoder.onnx", **names["encoder"], "dynamic_axes": {}}
     embedding = model.encode(image)
     if model.prompt_predictor is not None:
         _export(
             PromptPredictorGraph(model),
             (embedding, image),
             out / "prompt_predictor.onnx",
-            "prompt_predictor",
+            names["prompt_predictor"],
             opset,
         )
         graphs["prompt_predictor"] = {
             "file": "prompt_predictor.onnx",
-            **IO_NAMES["prompt_predictor"],
+            **names["prompt_predictor"],
             "dynamic_axes": {},
         }
     coords = torch.rand(2, 3, 2) * arch.img_size
     labels = torch.tensor([[1.0, 0.0, -1.0], [2.0, 3.0, -1.0]])
+    detail = model.detail(image)
     _export(
         DecoderGraph(model),
-        (embedding, coords, labels),
+        (embedding, coords, labels) + (() if detail is None else (detail,)),
         out / "decoder.onnx",
-        "decoder",
+        names["decoder"],
         opset,
         DECODER_DYNAMIC_AXES,
     )
     graphs["decoder"] = {
         "file": "decoder.onnx",
-        **IO_NAMES["decoder"],
+        **names["decoder"],
         "dynamic_axes": DECODER_DYNAMIC_AXES,
     }
     manifest = {
@@ -151,7 +158,7 @@ def _export_all(
         if manifest["int8"]["accepted"]:
             graphs["encoder_int8"] = {
                 "file": "encoder_int8.onnx",
-                **IO_NAMES["encoder"],
+                **names["encoder"],
                 "dynamic_axes": {},
             }
     return write_manifest(out, manifest)

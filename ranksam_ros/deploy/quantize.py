@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ranksam_ros.backends import graph_io
+
 MIN_MASK_IOU = 0.95
 PARITY_FRAMES = 3
 PARITY_BOXES = 16
@@ -27,6 +29,12 @@ def _sessions(out: Path, manifest: dict):
 
     decoder = manifest["graphs"]["decoder"]["file"]
     return make("encoder.onnx"), make("encoder_int8.onnx"), make(decoder)
+
+
+def _encode(session, tensor: np.ndarray):
+    """Run an encoder session -> :class:`Encoded` (gate ranks are not needed here)."""
+    names = [o.name for o in session.get_outputs()]
+    return graph_io.encoded(dict(zip(names, session.run(None, {"image": tensor}))), [])
 
 
 def _frame_inputs(manifest: dict):
@@ -89,10 +97,11 @@ def quantize_encoder(out: Path, manifest: dict) -> dict:
     )
     source.unlink()
     fp32, int8, decoder = _sessions(out, manifest)
+    decoder_inputs = [i.name for i in decoder.get_inputs()]
     cosines, ious = [], []
     for tensor, boxes in _frame_inputs(manifest):
-        emb32 = fp32.run(None, {"image": tensor})[0]
-        emb8 = int8.run(None, {"image": tensor})[0]
+        enc32, enc8 = _encode(fp32, tensor), _encode(int8, tensor)
+        emb32, emb8 = enc32.embedding, enc8.embedding
         cosines.append(
             float(
                 np.dot(emb32.ravel(), emb8.ravel()) / (np.linalg.norm(emb32) * np.linalg.norm(emb8))
@@ -100,11 +109,9 @@ def quantize_encoder(out: Path, manifest: dict) -> dict:
         )
         labels = np.tile(np.array([2.0, 3.0], np.float32), (len(boxes), 1))
         masks = [
-            decoder.run(None, {"embedding": e, "point_coords": boxes, "point_labels": labels})[0][
-                :, 0
-            ]
+            decoder.run(None, graph_io.decoder_feeds(enc, boxes, labels, decoder_inputs))[0][:, 0]
             > 0
-            for e in (emb32, emb8)
+            for enc in (enc32, enc8)
         ]
         inter = np.logical_and(*masks).sum(axis=(1, 2))
         union = np.logical_or(*masks).sum(axis=(1, 2))

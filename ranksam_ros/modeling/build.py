@@ -66,6 +66,8 @@ ARCH_PRESETS: dict[str, SamArchConfig] = {
         iou_head_hidden_dim=32,
         mask_in_chans=4,
     ),
+    # tiny384 plus the detail head: SAM's masks corrected with pixel detail.
+    "tiny384-detail": SamArchConfig(img_size=384, patch_size=16, window_size=6, detail_head=True),
     # 512 px, 32x32 tokens, 128x128 masks: finer still, about 4x the cost of `tiny`.
     "tiny512": SamArchConfig(img_size=512, patch_size=16, window_size=8),
 }

@@ -25,6 +25,18 @@ IO_NAMES = {
         "outputs": ["masks", "iou"],
     },
 }
+DETAIL = "detail"  # detail-head features: an encoder output and a decoder input
+
+
+def io_names(model: RankSam) -> dict[str, dict[str, list[str]]]:
+    """Graph IO names of ``model``: :data:`IO_NAMES`, plus ``detail`` with a detail head."""
+    names = {graph: {k: list(v) for k, v in io.items()} for graph, io in IO_NAMES.items()}
+    if model.detail_head is not None:
+        names["encoder"]["outputs"].append(DETAIL)
+        names["decoder"]["inputs"].append(DETAIL)
+    return names
+
+
 DECODER_DYNAMIC_AXES = {
     "point_coords": {0: "prompts", 1: "points"},
     "point_labels": {0: "prompts", 1: "points"},
@@ -41,10 +53,11 @@ def gated_layers(model: RankSam) -> list[tuple[str, GatedRankLinear]]:
 
 
 class EncoderGraph(nn.Module):
-    """``image (1, 3, S, S)`` -> ``embedding (1, C, g, g)``, ``layer_ranks (1, L)``.
+    """``image (1, 3, S, S)`` -> ``embedding``, ``layer_ranks`` (and ``detail``).
 
-    Without gated adapters ``layer_ranks`` is a single -1 column so every graph has the same
-    outputs.
+    Shapes: ``embedding (1, C, g, g)``, ``layer_ranks (1, L)``; with a detail head also
+    ``detail (1, C', m, m)``. Without gated adapters ``layer_ranks`` is a single -1 column
+    so every graph has the same outputs.
     """
 
     def __init__(self, model: RankSam) -> None:
@@ -52,12 +65,14 @@ class EncoderGraph(nn.Module):
         self.model = model
         self.gated = [layer for _, layer in gated_layers(model)]
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         embedding = self.model.encode(image)
         if not self.gated:
-            return embedding, torch.full((image.shape[0], 1), -1.0)
-        ranks = torch.stack([layer.gates.sum(-1) for layer in self.gated], dim=1)
-        return embedding, ranks
+            ranks = torch.full((image.shape[0], 1), -1.0)
+        else:
+            ranks = torch.stack([layer.gates.sum(-1) for layer in self.gated], dim=1)
+        detail = self.model.detail(image)
+        return (embedding, ranks) if detail is None else (embedding, ranks, detail)
 
 
 class PromptPredictorGraph(nn.Module):
@@ -77,26 +92,26 @@ class DecoderGraph(nn.Module):
     """Prompt encoder + mask decoder for N prompts of P points each.
 
     Inputs: ``embedding (1, C, g, g)``, ``point_coords (N, P, 2)`` in input pixels,
-    ``point_labels (N, P)`` (1 fg, 0 bg, -1 padding, 2/3 box corners).
+    ``point_labels (N, P)`` (1 fg, 0 bg, -1 padding, 2/3 box corners) and, with a detail head,
+    the encoder's ``detail``.
     Outputs: all four mask-token logits ``masks (N, 4, m, m)`` and ``iou (N, 4)``; the host
     picks token 0 (single mask) or tokens 1-3 (ambiguity masks), as ``MaskDecoder`` does.
     """
 
     def __init__(self, model: RankSam) -> None:
         super().__init__()
-        self.sam = model.sam
+        self.model = model
         self.prompts = SamOnnxModel(model.sam, return_single_mask=False)
 
     def forward(
-        self, embedding: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor
+        self,
+        embedding: torch.Tensor,
+        point_coords: torch.Tensor,
+        point_labels: torch.Tensor,
+        detail: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         sparse = self.prompts._embed_points(point_coords, point_labels)
-        prompt_encoder = self.sam.prompt_encoder
+        prompt_encoder = self.model.sam.prompt_encoder
         grid = prompt_encoder.image_embedding_size
         dense = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, *grid)
-        return self.sam.mask_decoder.predict_masks(
-            image_embeddings=embedding,
-            image_pe=prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-        )
+        return self.model.decode_all_tokens(embedding, sparse, dense, detail)

@@ -1,7 +1,8 @@
 """RankSam: segment-anything's ``Sam`` plus adapters and (optionally) a prompt predictor.
 
-The wrapper adds no numerics of its own: encoding is SAM's image encoder (with whatever
-adapters were injected into it), decoding is SAM's prompt encoder and mask decoder.
+Encoding is SAM's image encoder (with whatever adapters were injected into it), decoding is
+SAM's prompt encoder and mask decoder; with ``arch.detail_head`` the masks are then corrected
+from pixel detail by :class:`DetailHead`, the only numerics of the wrapper's own.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from torch import nn
 
 from ranksam_ros.adapters.inject import active_ranks
 from ranksam_ros.config import AdapterConfig, SamArchConfig
+from ranksam_ros.modeling.detail_head import DetailHead, build_detail_head, decoder_internals
+
+MULTIMASK_TOKENS = slice(1, None)  # SAM's three ambiguity masks
+SINGLE_TOKEN = slice(0, 1)  # SAM's single-mask output
 
 
 class RankSam(nn.Module):
@@ -30,6 +35,9 @@ class RankSam(nn.Module):
         self.model_id = model_id
         self.adapter_cfg: AdapterConfig | None = None
         self.prompt_predictor: nn.Module | None = None
+        self.detail_head: DetailHead | None = (
+            build_detail_head(sam.mask_decoder) if arch.detail_head else None
+        )
 
     @property
     def image_encoder(self) -> nn.Module:
@@ -46,6 +54,16 @@ class RankSam(nn.Module):
         """
         return self.sam.image_encoder(images)
 
+    def detail(self, images: torch.Tensor) -> torch.Tensor | None:
+        """Pixel-detail features of the detail head ``(B, C', m, m)``; None without the head.
+
+        Args:
+            images: Normalised, padded input ``(B, 3, S, S)``.
+        """
+        if self.detail_head is None:
+            return None
+        return self.detail_head.image_features(images, self.arch.mask_size)
+
     def decode(
         self,
         embedding: torch.Tensor,
@@ -53,6 +71,7 @@ class RankSam(nn.Module):
         labels: torch.Tensor | None = None,
         boxes: torch.Tensor | None = None,
         multimask: bool = False,
+        detail: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask logits for N prompts on one image.
 
@@ -62,19 +81,49 @@ class RankSam(nn.Module):
             labels: Point labels ``(N, P)``: 1 foreground, 0 background, -1 padding.
             boxes: Boxes in input pixels ``(N, 4)`` as x0, y0, x1, y1.
             multimask: Return SAM's three ambiguity masks instead of the single one.
+            detail: That image's :meth:`detail` features; required with the detail head.
 
         Returns:
-            Low-resolution logits ``(N, 1|3, 4h, 4w)`` and predicted IoU ``(N, 1|3)``.
+            Logits ``(N, 1|3, m, m)`` (``m = arch.mask_size``) and predicted IoU ``(N, 1|3)``.
         """
         point_arg = (points, labels) if points is not None else None
         sparse, dense = self.sam.prompt_encoder(points=point_arg, boxes=boxes, masks=None)
-        return self.sam.mask_decoder(
-            image_embeddings=embedding,
-            image_pe=self.sam.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
+        masks, iou = self.decode_all_tokens(embedding, sparse, dense, detail)
+        tokens = MULTIMASK_TOKENS if multimask else SINGLE_TOKEN
+        return masks[:, tokens], iou[:, tokens]
+
+    def decode_all_tokens(
+        self,
+        embedding: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+        detail: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SAM's mask decoder on embedded prompts: all four mask tokens (detail-corrected).
+
+        Args:
+            embedding: ``(1, C, h, w)``.
+            sparse: Sparse prompt embeddings ``(N, T, C)``.
+            dense: Dense prompt embeddings ``(N|1, C, h, w)``.
+            detail: ``(1, C', m, m)`` features of the detail head (None without it).
+
+        Returns:
+            Logits ``(N, 4, m, m)`` and predicted IoU ``(N, 4)``.
+        """
+        decoder = self.sam.mask_decoder
+        args = {
+            "image_embeddings": embedding,
+            "image_pe": self.sam.prompt_encoder.get_dense_pe(),
+            "sparse_prompt_embeddings": sparse,
+            "dense_prompt_embeddings": dense,
+        }
+        if self.detail_head is None:
+            return decoder.predict_masks(**args)
+        if detail is None:
+            raise ValueError(f"model {self.model_id} has a detail head: pass detail=")
+        with decoder_internals(decoder) as seen:
+            masks, iou = decoder.predict_masks(**args)
+        return self.detail_head(detail, seen["upscaled"], seen["mask_tokens"], masks), iou
 
     def active_ranks(self) -> dict[str, torch.Tensor]:
         """Per adapted layer, the active rank of each image of the last encoding, ``(B,)``."""

@@ -26,6 +26,7 @@ from ranksam_ros.modeling.ranksam import RankSam
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 MODEL_FILE = "model.safetensors"
 ADAPTER_DIR = "adapters"
+DETAIL_HEAD_PREFIX = "detail_head."
 
 
 def shipped_models() -> list[str]:
@@ -54,6 +55,8 @@ def save_model(path: str | Path, model: RankSam, info: dict | None = None) -> No
     state = {k: v for k, v in model.sam.state_dict().items() if not is_adapter_param(k)}
     if any(".base." in k for k in state):
         raise ValueError("save the base model before injecting adapters")
+    if model.detail_head is not None:
+        state.update({DETAIL_HEAD_PREFIX + k: v for k, v in model.detail_head.state_dict().items()})
     save_tensors(path, state, {"kind": "sam", "arch": arch_to_dict(model.arch), "info": info or {}})
 
 
@@ -66,9 +69,21 @@ def _load_checkpoint_file(path: Path) -> RankSam:
         return RankSam(sam, ARCH_PRESETS[name], f"{name}:{path.stem}")
     tensors, meta = load_tensors(path, "sam")
     arch = from_dict(SamArchConfig, meta["arch"], "arch")
+    head = {
+        k[len(DETAIL_HEAD_PREFIX) :]: tensors.pop(k)
+        for k in list(tensors)
+        if k.startswith(DETAIL_HEAD_PREFIX)
+    }
     sam = build_sam(arch)
     load_state_strict(sam, tensors, str(path))
-    return RankSam(sam, arch, path.stem)
+    model = RankSam(sam, arch, path.stem)
+    if model.detail_head is not None:
+        load_state_strict(model.detail_head, head, f"{path} (detail head)")
+    elif head:
+        raise ValueError(
+            f"{path}: detail-head weights in a checkpoint whose arch has no detail head"
+        )
+    return model
 
 
 def build_model(

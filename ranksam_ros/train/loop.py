@@ -7,6 +7,7 @@ rename, and a restarted run resumes from it. The final weights are written as sa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -78,17 +79,31 @@ def build_trainable(cfg: TrainConfig) -> RankSam:
     else:
         if cfg.init:
             start = build_model(cfg.init)
-            if start.arch != model.arch:
+            # A model without the detail head may start one: the new head begins neutral.
+            if dataclasses.replace(start.arch, detail_head=model.arch.detail_head) != model.arch:
                 raise ValueError(f"init={cfg.init} has another architecture than model={cfg.model}")
             model.sam.load_state_dict(start.sam.state_dict())
-        for name, param in model.sam.named_parameters():
-            param.requires_grad_(name.split(".", 1)[0] not in cfg.freeze)
+            if start.detail_head is not None and model.detail_head is not None:
+                model.detail_head.load_state_dict(start.detail_head.state_dict())
+        for name, param in model.named_parameters():
+            param.requires_grad_(_model_part(name) not in cfg.freeze)
+        if not any(param.requires_grad for param in model.parameters()):
+            raise ValueError(f"freeze={list(cfg.freeze)} leaves nothing to train in {cfg.model}")
     return model.train()
+
+
+def _model_part(name: str) -> str:
+    """``sam.image_encoder.x`` -> ``image_encoder``; ``detail_head.x`` -> ``detail_head``."""
+    parts = name.split(".")
+    return parts[1] if parts[0] == "sam" else parts[0]
 
 
 def trained_module(model: RankSam, stage: str) -> torch.nn.Module:
     """The module whose weights a stage changes (and checkpoints)."""
-    return model.prompt_predictor if stage == "prompt" else model.sam
+    if stage == "prompt":
+        return model.prompt_predictor
+    # The foundation stage trains SAM and, when the architecture has one, the detail head.
+    return model.sam if stage == "adapter" else model
 
 
 def learning_rate_factor(step: int, cfg: TrainConfig) -> float:

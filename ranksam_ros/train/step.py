@@ -64,17 +64,25 @@ class PromptedLoss(nn.Module):
     def forward(self, samples: list[Sample]) -> tuple[torch.Tensor, dict[str, float]]:
         images = torch.stack([s.image for s in samples])
         embeddings = self.model.encode(images)
+        details = self.model.detail(images)
         total, count, ious = images.new_zeros(()), 0, []
         for i, sample in enumerate(samples):
             emb = embeddings[i : i + 1]
+            detail = details[i : i + 1] if details is not None else None
             if len(sample.boxes):
-                logits, iou = self.model.decode(emb, boxes=sample.boxes, multimask=False)
+                logits, iou = self.model.decode(
+                    emb, boxes=sample.boxes, multimask=False, detail=detail
+                )
                 loss, hit = self._prompt_loss(logits, iou, sample.box_masks, sample.valid_hw)
                 total, count = total + loss, count + len(sample.boxes)
                 ious.append(hit)
             if len(sample.points):
                 logits, iou = self.model.decode(
-                    emb, points=sample.points, labels=sample.point_labels, multimask=True
+                    emb,
+                    points=sample.points,
+                    labels=sample.point_labels,
+                    multimask=True,
+                    detail=detail,
                 )
                 loss, hit = self._prompt_loss(logits, iou, sample.point_masks, sample.valid_hw)
                 total, count = total + loss, count + len(sample.points)
