@@ -10,7 +10,7 @@ import numpy as np
 
 from ranksam_ros.backends.base import BOX_LABELS, Encoded, ModelInfo
 
-DETAIL = "detail"  # graph IO name of the detail-head features (see modeling/export_wrappers.py)
+DETAIL = "detail"  # IO name of the detail-head features: an encoder output, a decoder input
 
 
 def model_info(manifest: dict, engine: str) -> ModelInfo:
@@ -97,6 +97,9 @@ def decoder_prompts(coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
 def select_masks(
     masks: np.ndarray, iou: np.ndarray, multimask: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decoder outputs ``(N, 4, m, m)``, ``(N, 4)`` -> token 0, or tokens 1-3 for multimask."""
+    """Decoder outputs ``(N, 4, m, m)``, ``(N, 4)`` -> token 0, or tokens 1-3 for multimask.
+
+    Plain indexing, so numpy arrays and torch tensors alike (``RankSam.decode`` uses it too).
+    """
     tokens = slice(1, None) if multimask else slice(0, 1)
     return masks[:, tokens], iou[:, tokens]

@@ -21,6 +21,12 @@ def _import_ort():
     return onnxruntime
 
 
+def run_by_name(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run an ONNX Runtime session; its outputs keyed by their graph names."""
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(None, feeds)))
+
+
 class OnnxBackend:
     """Run an export directory (``ranksam export`` output) with ONNX Runtime.
 
@@ -63,6 +69,7 @@ class OnnxBackend:
             if key in graphs:
                 path = str(self.export_dir / graphs[key]["file"])
                 self.sessions[name] = ort.InferenceSession(path, options, providers=providers)
+        self.decoder_inputs = [i.name for i in self.sessions["decoder"].get_inputs()]
         self.layer_names = list(self.manifest.get("gated_layers", []))
         self.info = graph_io.model_info(
             self.manifest, "onnxruntime+int8" if int8 else "onnxruntime"
@@ -79,10 +86,8 @@ class OnnxBackend:
 
     def encode(self, image: np.ndarray) -> Encoded:
         graph_io.check_image(image, self.info.input_size)
-        session = self.sessions["encoder"]
-        outputs = session.run(None, {"image": image})
-        names = [o.name for o in session.get_outputs()]
-        return graph_io.encoded(dict(zip(names, outputs)), self.layer_names)
+        outputs = run_by_name(self.sessions["encoder"], {"image": image})
+        return graph_io.encoded(outputs, self.layer_names)
 
     def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> np.ndarray:
         if "prompt_predictor" not in self.sessions:
@@ -96,7 +101,6 @@ class OnnxBackend:
         self, encoded: Encoded, coords: np.ndarray, labels: np.ndarray, multimask: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         coords, labels = graph_io.decoder_prompts(coords, labels)
-        session = self.sessions["decoder"]
-        inputs = [i.name for i in session.get_inputs()]
-        masks, iou = session.run(None, graph_io.decoder_feeds(encoded, coords, labels, inputs))
+        feeds = graph_io.decoder_feeds(encoded, coords, labels, self.decoder_inputs)
+        masks, iou = self.sessions["decoder"].run(None, feeds)
         return graph_io.select_masks(masks, iou, multimask)

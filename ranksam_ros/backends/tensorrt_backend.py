@@ -198,13 +198,11 @@ class TensorRTBackend:
             return np.zeros((0, k, size, size), np.float32), np.zeros((0, k), np.float32)
         masks, iou = [], []
         runner = self.runners["decoder"]
+        inputs = list(runner.inputs)
         # Batches above the profile's max are split rather than rejected.
         for start in range(0, len(coords), self.max_prompts):
             chunk = slice(start, start + self.max_prompts)
-            feeds = graph_io.decoder_feeds(
-                encoded, coords[chunk], labels[chunk], list(runner.inputs)
-            )
-            out = runner.run(feeds)
+            out = runner.run(graph_io.decoder_feeds(encoded, coords[chunk], labels[chunk], inputs))
             masks.append(out["masks"])
             iou.append(out["iou"])
         return graph_io.select_masks(np.concatenate(masks), np.concatenate(iou), multimask)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ranksam_ros.backends import graph_io
+from ranksam_ros.backends.onnx_backend import run_by_name
 
 MIN_MASK_IOU = 0.95
 PARITY_FRAMES = 3
@@ -33,8 +34,7 @@ def _sessions(out: Path, manifest: dict):
 
 def _encode(session, tensor: np.ndarray):
     """Run an encoder session -> :class:`Encoded` (gate ranks are not needed here)."""
-    names = [o.name for o in session.get_outputs()]
-    return graph_io.encoded(dict(zip(names, session.run(None, {"image": tensor}))), [])
+    return graph_io.encoded(run_by_name(session, {"image": tensor}), [])
 
 
 def _frame_inputs(manifest: dict):

@@ -14,6 +14,7 @@ from torch import nn
 
 from ranksam_ros.adapters.gated_rank import GatedRankLinear
 from ranksam_ros.adapters.inject import adapter_layers
+from ranksam_ros.backends.graph_io import DETAIL
 from ranksam_ros.modeling.ranksam import RankSam
 
 # One place for graph IO names; the runtime backends read them from the manifest.
@@ -25,7 +26,6 @@ IO_NAMES = {
         "outputs": ["masks", "iou"],
     },
 }
-DETAIL = "detail"  # detail-head features: an encoder output and a decoder input
 
 
 def io_names(model: RankSam) -> dict[str, dict[str, list[str]]]:

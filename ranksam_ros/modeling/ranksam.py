@@ -12,11 +12,9 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from ranksam_ros.adapters.inject import active_ranks
+from ranksam_ros.backends.graph_io import select_masks
 from ranksam_ros.config import AdapterConfig, SamArchConfig
 from ranksam_ros.modeling.detail_head import DetailHead, build_detail_head, decoder_internals
-
-MULTIMASK_TOKENS = slice(1, None)  # SAM's three ambiguity masks
-SINGLE_TOKEN = slice(0, 1)  # SAM's single-mask output
 
 
 class RankSam(nn.Module):
@@ -89,8 +87,7 @@ class RankSam(nn.Module):
         point_arg = (points, labels) if points is not None else None
         sparse, dense = self.sam.prompt_encoder(points=point_arg, boxes=boxes, masks=None)
         masks, iou = self.decode_all_tokens(embedding, sparse, dense, detail)
-        tokens = MULTIMASK_TOKENS if multimask else SINGLE_TOKEN
-        return masks[:, tokens], iou[:, tokens]
+        return select_masks(masks, iou, multimask)
 
     def decode_all_tokens(
         self,

@@ -49,8 +49,10 @@ class EvalOptions:
     pipeline_overrides: tuple[str, ...] = ()
 
 
-def _decode_chunk(backend: Backend, encoded, geometry, chunk: list, prompts: str) -> np.ndarray:
-    """Low-res logits ``(N, m, m)`` of one prompt per segment.
+def _decode_chunk(
+    backend: Backend, encoded, geometry, chunk: list, boxes: np.ndarray, prompts: str
+) -> np.ndarray:
+    """Low-res logits ``(N, m, m)`` of one prompt per segment (``boxes``: their tight boxes).
 
     ``box``: the tight box, SAM's single-mask output. ``point``: one click on the segment's
     most interior pixel, SAM's three ambiguity masks, the one with the highest predicted IoU
@@ -63,7 +65,6 @@ def _decode_chunk(backend: Backend, encoded, geometry, chunk: list, prompts: str
         return logits[np.arange(len(chunk)), iou.argmax(1)]
     # Pixel-inclusive corners (x1, y1 = last pixel inside), the convention the model is
     # trained with; boxes one pixel larger cost 3 points of mIoU on small segments.
-    boxes = np.array([s.box for s in chunk], np.float64)
     coords, labels = boxes_to_prompts(geometry.to_input(boxes.reshape(-1, 2)).reshape(-1, 4))
     return backend.decode(encoded, coords, labels, multimask=False)[0][:, 0]
 
@@ -90,9 +91,9 @@ def _segment_frame(
     rows = []
     for start in range(0, len(segments), DECODE_BATCH):
         chunk = segments[start : start + DECODE_BATCH]
-        logits = _decode_chunk(backend, encoded, geometry, chunk, prompts)
-        raw = upscale_logits(logits, geometry) > cfg.mask_threshold
         boxes = np.array([s.box for s in chunk], np.float64)
+        logits = _decode_chunk(backend, encoded, geometry, chunk, boxes, prompts)
+        raw = upscale_logits(logits, geometry) > cfg.mask_threshold
         clip = cfg.clip_to_box and prompts == "box"
         clipped = clip_to_boxes(raw.copy(), boxes) if clip else raw
         for seg, mask, unclipped in zip(chunk, clipped, raw):
