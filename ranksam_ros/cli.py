@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from ranksam_ros.config import TTA_MODES
+
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from ranksam_ros.config import TrainConfig
@@ -43,6 +45,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         limit=args.limit,
         backend=args.backend,
         threads=args.threads,
+        tta=args.tta,
         pipeline_overrides=tuple(args.set or ()),
     )
     report = evaluate(options)
@@ -241,12 +244,19 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N frames")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    p.add_argument(
+        "--tta",
+        default="none",
+        choices=TTA_MODES,
+        help="test-time augmentation: flip averages each frame with its mirror (2x cost)",
+    )
     p.add_argument("--json", help="also write the report here")
     p.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="override a pipeline config key (box prompts use mask_threshold and clip_to_box)",
+        help="override a pipeline config key (box prompts use box_mask_threshold and "
+        "clip_to_box, clicks mask_threshold)",
     )
     p.set_defaults(func=_cmd_eval)
 

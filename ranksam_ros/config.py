@@ -275,12 +275,22 @@ class PromptConfig:
         _check_choice("prompts.class_source", self.class_source, ("prompt", "pooled"))
 
 
+TTA_MODES = ("none", "flip")  # test-time augmentation of a backend (backends/flip_tta.py)
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """Everything between a decoded mask and the published result."""
 
     prompts: PromptConfig = field(default_factory=PromptConfig)
+    # Logit cut of masks from points (automatic or given prompts).
     mask_threshold: float = 0.0
+    # Logit cut of masks from box prompts. The loss puts logit 0 where a pixel is as likely in
+    # as out, but the IoU-optimal cut lies lower; clipped to their box, box masks cannot
+    # spill far, so they take it: -1.0 maximises box mIoU on CamVid val (+1.4 points;
+    # scripts/calibrate_threshold.py, docs/results.md). Automatic masks have no box to stop
+    # them and lose 1.6 points of semantic mIoU at -1.0, so they keep 0.
+    box_mask_threshold: float = -1.0
     nms_iou: float = 0.7
     min_area: int = 16
     max_instances: int = 100
@@ -343,6 +353,9 @@ class NodeConfig:
     adapter: str = "gated"
     backend: str = "torch"
     threads: int = 0
+    # Test-time augmentation: "flip" averages each frame with its mirror image (twice the
+    # model time; box mIoU in docs/results.md).
+    tta: str = "none"
     cameras: tuple[str, ...] = ()
     prompts_mode: str = "auto"
     benchmark_mode: bool = False
@@ -353,6 +366,7 @@ class NodeConfig:
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, ("torch", "onnxruntime", "tensorrt"))
+        _check_choice("tta", self.tta, TTA_MODES)
         _check_choice("prompts_mode", self.prompts_mode, ("auto", "external", "hybrid"))
         _check(self.threads >= 0, "threads must be >= 0")
         _check(self.diagnostics_period_s > 0, "diagnostics_period_s must be > 0")

@@ -8,6 +8,7 @@ unknown keys and values of the wrong type with an error that names the field.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -20,6 +21,17 @@ T = TypeVar("T")
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
+
+
+def _float_text(text: str, where: str) -> float:
+    """``5e-4`` as a float: YAML 1.1 (PyYAML) reads exponents without a dot as strings."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{where}: expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: expected a finite number, got {text!r}")
+    return value
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -71,6 +83,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            value = _float_text(value, where)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -39,6 +39,7 @@ stamp "results"
 python scripts/results_adapters.py --data "$DATA/val"
 python scripts/package_model.py --runs "$RUNS"   # re-pick the `lora` alias from the results
 python scripts/results_foundation.py --data "$DATA/val"
+python scripts/calibrate_threshold.py --data "$DATA/val"   # checks pipeline.box_mask_threshold
 python scripts/results_prompts.py --data "$DATA/val"
 python scripts/results_training.py --runs "$RUNS"
 stamp "done"

@@ -50,6 +50,17 @@ def test_yaml_then_overrides(tmp_path):
     assert cfg.optim.steps == 20 and cfg.adapter.layers == (1, 2) and cfg.loss.iou_weight == 0.5
 
 
+def test_exponent_notation_reads_as_a_number(tmp_path):
+    # PyYAML reads "5e-4" (no dot) as a string; a float field still takes it.
+    path = tmp_path / "lr.yaml"
+    path.write_text("optim:\n  lr: 5e-4\n")
+    assert load_config(TrainConfig, path, ["optim.weight_decay=1e-2"]).optim.lr == 5e-4
+    with pytest.raises(ValueError, match=r"optim\.lr: expected a number"):
+        load_config(TrainConfig, None, ["optim.lr=fast"])
+    with pytest.raises(ValueError, match="finite"):
+        load_config(TrainConfig, None, ["optim.lr=nan"])
+
+
 def test_override_syntax_and_missing_file(tmp_path):
     assert parse_override("a.b=[1,2]") == ("a.b", [1, 2])
     with pytest.raises(ValueError, match="key=value"):

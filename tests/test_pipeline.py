@@ -184,7 +184,7 @@ def test_box_prompt_masks_are_clipped_to_their_box(clip):
     image = np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)
     box = np.array([[10.0, 5.0, 40.0, 30.0]])
     # Threshold far below any logit: the decoded mask covers the whole frame before clipping.
-    cfg = PipelineConfig(min_area=0, nms_iou=1.0, mask_threshold=-1e6, clip_to_box=clip)
+    cfg = PipelineConfig(min_area=0, nms_iou=1.0, box_mask_threshold=-1e6, clip_to_box=clip)
     result = Pipeline(TorchBackend(model), cfg)(image, PromptSet(boxes=box))
     (instance,) = result.instances
     assert instance.area == (31 * 26 if clip else 50 * 70)
@@ -201,10 +201,28 @@ def test_disjoint_boxes_are_not_duplicates_after_clipping():
     image = np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)
     boxes = np.array([[0.0, 0.0, 30.0, 49.0], [40.0, 0.0, 69.0, 49.0]])
     # Unclipped, both masks cover the whole frame and NMS would keep only one of them.
-    cfg = PipelineConfig(min_area=0, mask_threshold=-1e6)
+    cfg = PipelineConfig(min_area=0, box_mask_threshold=-1e6)
     result = Pipeline(TorchBackend(model), cfg)(image, PromptSet(boxes=boxes))
     assert result.duplicates == 0
     assert sorted(inst.box for inst in result.instances) == [(0, 0, 30, 49), (40, 0, 69, 49)]
+
+
+def test_box_and_point_prompts_take_their_own_mask_threshold():
+    import torch
+
+    from ranksam_ros.modeling.registry import build_model
+
+    torch.manual_seed(3)
+    model = build_model("micro")
+    image = np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    prompts = PromptSet(points=np.array([[60.0, 40.0]]), boxes=np.array([[10.0, 5.0, 40.0, 30.0]]))
+    # Point masks cut above any logit (empty), box masks below any (the whole box).
+    cfg = PipelineConfig(min_area=0, mask_threshold=1e6, box_mask_threshold=-1e6)
+    (instance,) = Pipeline(TorchBackend(model), cfg)(image, prompts).instances
+    assert instance.box == (10, 5, 40, 30) and instance.area == 31 * 26
+    swapped = PipelineConfig(min_area=0, mask_threshold=-1e6, box_mask_threshold=1e6)
+    (instance,) = Pipeline(TorchBackend(model), swapped)(image, prompts).instances
+    assert instance.area == 50 * 70  # the point's mask: the whole frame
 
 
 def test_out_of_range_prompt_config_is_a_clear_error():

@@ -257,7 +257,9 @@ class Pipeline:
             ):
                 decoded.boxes.append(prompt_boxes[len(decoded.prompt_index)])
                 decoded.logits.append(lg)
-                decoded.masks.append(lg > self.cfg.mask_threshold)
+                is_box = not np.isnan(decoded.boxes[-1][0])
+                cut = self.cfg.box_mask_threshold if is_box else self.cfg.mask_threshold
+                decoded.masks.append(lg > cut)
                 decoded.pred_iou.append(float(score))
                 decoded.prompt_index.append(len(decoded.prompt_index))
         decoded.decoded = count
@@ -278,6 +280,17 @@ class Pipeline:
         cells = geometry.to_input(corners.reshape(-1, 2)).reshape(-1, 4)
         cells *= info.mask_size / info.input_size  # NaN rows (points) stay NaN
         decoded.masks = list(clip_to_boxes(np.stack(decoded.masks), cells))
+
+    def _cuts(self, boxes: np.ndarray | None) -> np.ndarray:
+        """Per-mask logit cut ``(K,)`` (or ``(1,)`` for point prompts only).
+
+        ``box_mask_threshold`` for box prompts (rows of ``boxes`` without NaN),
+        ``mask_threshold`` for point prompts; ``boxes`` None means points only.
+        """
+        if boxes is None:
+            return np.full(1, self.cfg.mask_threshold, np.float32)
+        is_box = ~np.isnan(boxes[:, 0])
+        return np.where(is_box, self.cfg.box_mask_threshold, self.cfg.mask_threshold)
 
     def _assemble(
         self, frame: EncodedFrame, candidates: Candidates, decoded: Decoded
@@ -301,9 +314,10 @@ class Pipeline:
         if not len(keep):
             return result
         logits = np.stack([decoded.logits[i] for i in keep])
-        masks = upscale_logits(logits, geometry) > cfg.mask_threshold
-        if cfg.clip_to_box and decoded.boxes:
-            clip_to_boxes(masks, np.stack([decoded.boxes[i] for i in keep]))
+        boxes = np.stack([decoded.boxes[i] for i in keep]) if decoded.boxes else None
+        masks = upscale_logits(logits, geometry) > self._cuts(boxes)[:, None, None]
+        if cfg.clip_to_box and boxes is not None:
+            clip_to_boxes(masks, boxes)
         classes = self._classes(frame, candidates.classes[used[keep]], logits)
         instances = []
         for order, i in enumerate(keep):

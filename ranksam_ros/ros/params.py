@@ -25,6 +25,7 @@ STATIC_PREFIXES = (
     "adapter",
     "backend",
     "threads",
+    "tta",
     "cameras",
     "input.transport",
     "input.reliability",

@@ -45,6 +45,7 @@ class EvalOptions:
     limit: int = 0
     backend: str = "torch"
     threads: int = 0
+    tta: str = "none"
     min_area: int = MIN_AREA
     pipeline_overrides: tuple[str, ...] = ()
 
@@ -81,8 +82,9 @@ def _segment_frame(
 
     Returns:
         Rows ``(class, area, mask IoU, filled-box IoU, mask IoU without clipping)`` (masks
-        thresholded at ``cfg.mask_threshold``; box-prompted ones clipped to their box when
-        ``cfg.clip_to_box``) and the frame's mean active rank (or None).
+        thresholded at ``cfg.box_mask_threshold`` for boxes, ``cfg.mask_threshold`` for
+        clicks; box-prompted ones clipped to their box when ``cfg.clip_to_box``) and the
+        frame's mean active rank (or None).
     """
     info = backend.info
     tensor, geometry = preprocess(image, info.input_size, info.pixel_mean, info.pixel_std)
@@ -93,7 +95,8 @@ def _segment_frame(
         chunk = segments[start : start + DECODE_BATCH]
         boxes = np.array([s.box for s in chunk], np.float64)
         logits = _decode_chunk(backend, encoded, geometry, chunk, boxes, prompts)
-        raw = upscale_logits(logits, geometry) > cfg.mask_threshold
+        cut = cfg.box_mask_threshold if prompts == "box" else cfg.mask_threshold
+        raw = upscale_logits(logits, geometry) > cut
         clip = cfg.clip_to_box and prompts == "box"
         clipped = clip_to_boxes(raw.copy(), boxes) if clip else raw
         for seg, mask, unclipped in zip(chunk, clipped, raw):
@@ -143,7 +146,7 @@ def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
         return evaluate_auto(options, backend, cfg)
     folder = SegmentationFolder(options.data)
     backend = backend or create_backend(
-        options.backend, options.model, options.adapter, options.threads
+        options.backend, options.model, options.adapter, options.threads, options.tta
     )
     count = len(folder) if options.limit <= 0 else min(options.limit, len(folder))
     rows, ranks, started = [], [], time.perf_counter()
@@ -165,6 +168,7 @@ def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
         "degrade": options.degrade,
         "seed": options.seed,
         "backend": options.backend,
+        "tta": options.tta,
         "images": count,
         **summarize_box(rows),
         "min_area": options.min_area,

@@ -120,7 +120,7 @@ def evaluate_auto(options, backend=None, pipeline_cfg: PipelineConfig | None = N
         model_id = segmenter.backend.info.model_id
     elif options.prompts == "auto":
         backend = backend or create_backend(
-            options.backend, options.model, options.adapter, options.threads
+            options.backend, options.model, options.adapter, options.threads, options.tta
         )
         # Filling is done here, after the masks-only map is scored, so both are reported.
         pipeline = Pipeline(backend, replace(pipeline_cfg, fill_semantic=False))

@@ -26,6 +26,7 @@ EAGER = [  # a random micro model: accept every prompt so instances exist
     "pipeline.prompts.max_prompts=8",
     "pipeline.min_area=0",
     "pipeline.mask_threshold=-8.0",
+    "pipeline.box_mask_threshold=-8.0",
 ]
 
 

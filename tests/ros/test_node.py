@@ -63,6 +63,17 @@ def test_frames_in_masks_out_with_source_stamps(harness_factory):
     assert out.timing.total_ms > 0 and out.timing.encoder_ms > 0 and out.prompts_decoded > 0
 
 
+def test_flip_tta_is_a_configure_time_choice(harness_factory):
+    h = harness_factory("tta=flip")
+    assert h.node.pipeline.backend.info.model_id.endswith("+flip")
+    masks = h.listen(SegmentationMasks, "/ranksam/masks")
+    rgb, msg = _frame(1, sec=7)
+    assert _publish_until(h.peer.create_publisher(Image, "/image", 10), msg, masks, 1)
+    assert len(masks[0].instances) == len(h.node.pipeline(rgb).instances) > 0
+    results = h.node.set_parameters([Parameter("tta", value="none")])
+    assert not results[0].successful and "applies at configure" in results[0].reason
+
+
 def test_labels_are_latched(harness_factory):
     h = harness_factory()
     latched = QoSProfile(
