@@ -27,6 +27,7 @@ ARGUMENTS = {
     "model": ("", "override: model name, directory, checkpoint or export directory"),
     "adapter": ("", "override: gated | lora | none | adapter file"),
     "backend": ("", "override: torch | onnxruntime | tensorrt"),
+    "tta": ("", "override: none | flip (frame + mirror averaged, twice the model time)"),
     "prompt_mode": ("", "override: auto | external | hybrid"),
     "overlay": ("true", "publish ~/overlay while subscribed (rate-capped)"),
     "benchmark_mode": ("false", "never drop frames for their age"),
@@ -51,6 +52,7 @@ def _node(context, *args, **kwargs):
         ("model", "model"),
         ("adapter", "adapter"),
         ("backend", "backend"),
+        ("tta", "tta"),
         ("prompt_mode", "prompts_mode"),
     ):
         if value[arg]:

@@ -2,7 +2,7 @@
 # Reproduce the shipped camvid-tiny model and its results from CamVid on a 2-core CPU.
 #   scripts/build_camvid_tiny.sh /path/to/camvid        (folder holding train/ and val/)
 # Stages: foundation (DDP over 2 processes), prompt predictor, LoRA r4/r8/r16, gated adapters,
-# a mask-decoder phase on the fixed encoder,
+# a mask-decoder phase on the fixed encoder, the detail head (alone, then with the decoder),
 # packaging into ranksam_ros/models/camvid-tiny, then the results tables of docs/results.md.
 set -euo pipefail
 DATA="${1:?usage: scripts/build_camvid_tiny.sh CAMVID_DIR}"
@@ -32,6 +32,12 @@ ranksam train --config config/train/adapter_gated.yaml --data "$DATA" \
 stamp "decoder phase (image encoder fixed)"
 ranksam train --config config/train/decoder.yaml --data "$DATA" \
   --set "init=$FOUNDATION" --out "$RUNS/decoder"
+
+stamp "detail head (SAM fixed), then detail head + decoder (image encoder fixed)"
+ranksam train --config config/train/detail.yaml --data "$DATA" \
+  --set "init=$RUNS/decoder/model.safetensors" --out "$RUNS/detail"
+ranksam train --config config/train/detail_joint.yaml --data "$DATA" \
+  --set "init=$RUNS/detail/model.safetensors" --out "$RUNS/detail_joint"
 
 stamp "package"
 python scripts/package_model.py --runs "$RUNS"

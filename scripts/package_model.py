@@ -2,8 +2,8 @@
 
     python scripts/package_model.py --runs runs --out ranksam_ros/models/camvid-tiny
 
-Copies the foundation (after its decoder phase, when run), the prompt predictor and every
-adapter set, and names the best fixed-rank LoRA (mean box mIoU over the four training
+Copies the foundation (after its last fixed-encoder phase: the detail-head + decoder run,
+else the decoder phase, whichever was run), the prompt predictor and every adapter set, and names the best fixed-rank LoRA (mean box mIoU over the four training
 degradations on val, read from docs/results/adapters.json when it exists) as the `lora` adapter.
 """
 
@@ -21,6 +21,7 @@ from ranksam_ros.modeling.checkpoint import read_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA_RANKS = (4, 8, 16)
+FIXED_ENCODER_PHASES = ("detail_joint", "decoder")  # newest first
 
 
 def best_lora(results_path: Path) -> str:
@@ -57,12 +58,13 @@ def main() -> None:
     args = parser.parse_args()
     runs, out = Path(args.runs), Path(args.out)
     (out / "adapters").mkdir(parents=True, exist_ok=True)
-    # The decoder phase (encoder unchanged) supersedes the foundation when it was run.
-    decoder = runs / "decoder/model.safetensors"
+    # A later phase on the fixed encoder supersedes the foundation when it was run.
     foundation = runs / "foundation/model.safetensors"
-    if decoder.is_file():
+    later = [runs / name / "model.safetensors" for name in FIXED_ENCODER_PHASES]
+    decoder = next((path for path in later if path.is_file()), None)
+    if decoder is not None:
         check_same_encoder(foundation, decoder)
-    shutil.copy(decoder if decoder.is_file() else foundation, out / "model.safetensors")
+    shutil.copy(decoder or foundation, out / "model.safetensors")
     shutil.copy(
         runs / "prompt_predictor/prompt_predictor.safetensors", out / "prompt_predictor.safetensors"
     )
@@ -77,7 +79,9 @@ def main() -> None:
     card = {
         "name": out.name,
         "foundation": read_meta(runs / "foundation/model.safetensors")["info"],
-        "decoder_phase": read_meta(decoder)["info"] if decoder.is_file() else None,
+        "fixed_encoder_phase": (
+            {"run": decoder.parent.name, **read_meta(decoder)["info"]} if decoder else None
+        ),
         "prompt_predictor": read_meta(out / "prompt_predictor.safetensors")["info"],
         "adapters": {
             p.stem: read_meta(p)["info"] for p in sorted((out / "adapters").glob("*.safetensors"))

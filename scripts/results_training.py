@@ -23,6 +23,8 @@ STAGES = (
     "adapter_lora_r16",
     "adapter_gated",
     "decoder",
+    "detail",
+    "detail_joint",
 )
 
 
