@@ -95,3 +95,15 @@ def write_json(path: str | Path, data: dict, relative_to: Path | None = None) ->
         data = portable_paths(data, Path(relative_to))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Lay out, write (parents created) and close a matplotlib figure; returns ``path``."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ranksam_ros.backends import create_backend
 from ranksam_ros.config import PipelineConfig
-from ranksam_ros.reporting import write_json
+from ranksam_ros.reporting import save_figure, write_json
 from ranksam_ros.train.evaluate import EvalOptions, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,10 +61,7 @@ def plot(rows: list[dict], chosen: float, path: Path) -> None:
     ax.set_ylabel("box-prompt mIoU, clean val")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

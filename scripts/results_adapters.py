@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from ranksam_ros.backends.torch_backend import TorchBackend  # noqa: E402
 from ranksam_ros.config import TRAIN_DEGRADATIONS  # noqa: E402
 from ranksam_ros.modeling.registry import build_model  # noqa: E402
-from ranksam_ros.reporting import machine_description, update_section, write_json  # noqa: E402
+from ranksam_ros.reporting import machine_description, save_figure, update_section, write_json  # noqa: E402
 from ranksam_ros.train.evaluate import EvalOptions, evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,10 +85,7 @@ def plot_ranks(results: dict, path: Path) -> None:
     ax.set_ylabel("active rank per adapted layer")
     ax.set_title("Gated-rank adapters: active rank per image, CamVid val")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:

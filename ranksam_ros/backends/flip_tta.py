@@ -73,8 +73,7 @@ class FlipTTABackend:
         """
         if not isinstance(encoded, FlipEncoded) or encoded.mirror is None:
             raise ValueError("flip TTA decodes only frames it encoded itself (no mirror view)")
-        plain = Encoded(**{f.name: getattr(encoded, f.name) for f in dataclasses.fields(Encoded)})
-        logits, iou = self.inner.decode(plain, coords, labels, multimask)
+        logits, iou = self.inner.decode(encoded, coords, labels, multimask)
         mirrored = mirror_prompts(coords, labels, self.info.input_size)
         logits_m, iou_m = self.inner.decode(encoded.mirror, mirrored, labels, multimask)
         return 0.5 * (logits + logits_m[..., ::-1]), 0.5 * (iou + iou_m)

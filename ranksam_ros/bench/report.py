@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ranksam_ros.reporting import machine_description, write_json
+from ranksam_ros.reporting import machine_description, save_figure, write_json
 
 
 def rate_key(rate: float) -> str:
@@ -105,7 +105,7 @@ def plot_latencies(latencies: dict[float, list[list[tuple[float, float]]]], out:
         ax.set(xlabel="end-to-end latency (ms)", ylabel="frames", title=f"{rate:g} Hz input")
         if values:
             ax.legend()
-        written.append(_save(fig, out / f"latency_hist_{rate:g}hz.png", plt))
+        written.append(save_figure(fig, out / f"latency_hist_{rate:g}hz.png", dpi=100))
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for number, run in enumerate(runs, start=1):
             if run:
@@ -114,15 +114,8 @@ def plot_latencies(latencies: dict[float, list[list[tuple[float, float]]]], out:
         ax.set(xlabel="send time in run (s)", ylabel="latency (ms)", title=f"{rate:g} Hz input")
         if any(runs):
             ax.legend(fontsize="small")
-        written.append(_save(fig, out / f"latency_series_{rate:g}hz.png", plt))
+        written.append(save_figure(fig, out / f"latency_series_{rate:g}hz.png", dpi=100))
     return written
-
-
-def _save(fig, path: Path, plt) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def _ms(value) -> str:

@@ -257,9 +257,7 @@ class Pipeline:
             ):
                 decoded.boxes.append(prompt_boxes[len(decoded.prompt_index)])
                 decoded.logits.append(lg)
-                is_box = not np.isnan(decoded.boxes[-1][0])
-                cut = self.cfg.box_mask_threshold if is_box else self.cfg.mask_threshold
-                decoded.masks.append(lg > cut)
+                decoded.masks.append(lg > self._cuts(decoded.boxes[-1][None])[0])
                 decoded.pred_iou.append(float(score))
                 decoded.prompt_index.append(len(decoded.prompt_index))
         decoded.decoded = count
