@@ -115,8 +115,9 @@ def _rates(text: str) -> tuple[float, ...]:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    from ranksam_ros.bench.options import BenchOptions
     from ranksam_ros.bench.report import format_summary
-    from ranksam_ros.bench.runner import BenchOptions, run_bench
+    from ranksam_ros.bench.runner import run_bench
 
     options = BenchOptions(
         bag=args.bag,

@@ -127,8 +127,9 @@ def run_live_demo(
     from ranksam_ros.bench.bags import load_frames, make_bag
     from ranksam_ros.bench.node_process import node_config, node_parameters
     from ranksam_ros.bench.offline import run_offline
+    from ranksam_ros.bench.options import BenchOptions
     from ranksam_ros.bench.report import clean, write_report
-    from ranksam_ros.bench.runner import BenchOptions, load_labels, run_bench
+    from ranksam_ros.bench.runner import load_labels, run_bench
 
     has_labels = (frames / "labels").is_dir()
     bag = out / "demo.mcap"

@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 from ranksam_ros.bench.bags import make_bag
-from ranksam_ros.bench.runner import BenchOptions, run_bench
+from ranksam_ros.bench.options import BenchOptions
+from ranksam_ros.bench.runner import run_bench
 from ranksam_ros.demo import BUNDLED_FRAMES
 from ranksam_ros.reporting import machine_description, update_section, write_json
 

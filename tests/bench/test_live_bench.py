@@ -111,7 +111,8 @@ def test_attach_to_a_running_node_with_bag_timing(labelled_bag, micro_model_dir,
     """--attach measures a node started elsewhere (reliable input: the publisher follows);
     TIMELINE keeps the bag's 5 Hz timing."""
     from ranksam_ros.bench.node_process import NodeProcess
-    from ranksam_ros.bench.runner import BenchOptions, run_bench
+    from ranksam_ros.bench.options import BenchOptions
+    from ranksam_ros.bench.runner import run_bench
 
     params = {"model": str(micro_model_dir), "adapter": "none", "threads": 1}
     params.update({"input.transport": "compressed", "input.reliability": "reliable"})

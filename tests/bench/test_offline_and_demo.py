@@ -12,7 +12,8 @@ pytest.importorskip("rosbags")
 def test_offline_bench_with_labels_gives_a_miou(
     labelled_bag, micro_model_dir, eager_params, tmp_path
 ):
-    from ranksam_ros.bench.runner import BenchOptions, run_bench
+    from ranksam_ros.bench.options import BenchOptions
+    from ranksam_ros.bench.runner import run_bench
 
     overrides = (f"model={micro_model_dir}", "adapter=none", *eager_params)
     options = BenchOptions(
@@ -29,7 +30,8 @@ def test_offline_bench_with_labels_gives_a_miou(
 
 
 def test_offline_rejects_node_options(labelled_bag):
-    from ranksam_ros.bench.runner import BenchOptions, run_bench
+    from ranksam_ros.bench.options import BenchOptions
+    from ranksam_ros.bench.runner import run_bench
 
     with pytest.raises(ValueError, match="cannot --attach or --record"):
         run_bench(BenchOptions(bag=str(labelled_bag), offline=True, record="x.mcap"))
