@@ -2,7 +2,8 @@
 # Reproduce the shipped camvid-tiny model and its results from CamVid on a 2-core CPU.
 #   scripts/build_camvid_tiny.sh /path/to/camvid        (folder holding train/ and val/)
 # Stages: foundation (DDP over 2 processes), prompt predictor, LoRA r4/r8/r16, gated adapters,
-# a mask-decoder phase on the fixed encoder, the detail head (alone, then with the decoder),
+# a mask-decoder phase on the fixed encoder, the detail head (alone, then with the decoder,
+# then two polishing legs of that),
 # packaging into ranksam_ros/models/camvid-tiny, then the results tables of docs/results.md.
 set -euo pipefail
 DATA="${1:?usage: scripts/build_camvid_tiny.sh CAMVID_DIR}"
@@ -38,6 +39,13 @@ ranksam train --config config/train/detail.yaml --data "$DATA" \
   --set "init=$RUNS/decoder/model.safetensors" --out "$RUNS/detail"
 ranksam train --config config/train/detail_joint.yaml --data "$DATA" \
   --set "init=$RUNS/detail/model.safetensors" --out "$RUNS/detail_joint"
+
+stamp "two polishing legs of detail head + decoder at lower rates (image encoder fixed)"
+ranksam train --config config/train/detail_polish.yaml --data "$DATA" \
+  --set "init=$RUNS/detail_joint/model.safetensors" --out "$RUNS/detail_polish"
+ranksam train --config config/train/detail_polish.yaml --data "$DATA" \
+  --set "init=$RUNS/detail_polish/model.safetensors" --set seed=8 --set optim.steps=1200 \
+  --set optim.lr=5e-5 --out "$RUNS/detail_polish2"
 
 stamp "package"
 python scripts/package_model.py --runs "$RUNS"

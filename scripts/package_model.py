@@ -2,9 +2,11 @@
 
     python scripts/package_model.py --runs runs --out ranksam_ros/models/camvid-tiny
 
-Copies the foundation (after its last fixed-encoder phase: the detail-head + decoder run,
-else the decoder phase, whichever was run), the prompt predictor and every adapter set, and names the best fixed-rank LoRA (mean box mIoU over the four training
-degradations on val, read from docs/results/adapters.json when it exists) as the `lora` adapter.
+Copies the foundation (after its newest fixed-encoder phase: the second polishing leg of the
+detail head + decoder, else the earlier ones, else the decoder phase, whichever was run), the
+prompt predictor and every adapter set, and names the best fixed-rank LoRA (mean box mIoU over
+the four training degradations on val, read from docs/results/adapters.json when it exists) as
+the `lora` adapter.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from ranksam_ros.modeling.checkpoint import read_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA_RANKS = (4, 8, 16)
-FIXED_ENCODER_PHASES = ("detail_joint", "decoder")  # newest first
+# Newest first.
+FIXED_ENCODER_PHASES = ("detail_polish2", "detail_polish", "detail_joint", "decoder")
 
 
 def best_lora(results_path: Path) -> str:

@@ -50,7 +50,7 @@ def main() -> None:
         "|---|---|---|",
         f"| foundation, box prompt (mask clipped to the box, the default) | **{report['miou']:.3f}** | **{report['miou_large']:.3f}** |",
         f"| foundation, box prompt, mask not clipped | {report['miou_unclipped']:.3f} | {report['miou_large_unclipped']:.3f} |",
-        f"| foundation, box prompt, cut at logit 0 instead of {cut:+.1f} (`--set box_mask_threshold=0`) | {raw['miou']:.3f} | {raw['miou_large']:.3f} |",
+        f"| foundation, box prompt, cut at logit 0 instead of {cut:+g} (`--set box_mask_threshold=0`) | {raw['miou']:.3f} | {raw['miou_large']:.3f} |",
         f"| foundation, box prompt, flip test-time augmentation (`--tta flip`, {flip['seconds_per_image'] / report['seconds_per_image']:.1f}x the time) | {flip['miou']:.3f} | {flip['miou_large']:.3f} |",
         f"| filled box (baseline) | {report['box_baseline_miou']:.3f} | {report['box_baseline_miou_large']:.3f} |",
     ]

@@ -25,6 +25,8 @@ STAGES = (
     "decoder",
     "detail",
     "detail_joint",
+    "detail_polish",
+    "detail_polish2",
 )
 
 
