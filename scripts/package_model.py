@@ -39,18 +39,18 @@ def best_lora(results_path: Path) -> str:
     return max(scores, key=scores.get)
 
 
-def check_same_encoder(foundation: Path, decoder: Path) -> None:
-    """Exit unless the decoder phase sits on this foundation's image encoder.
+def check_same_encoder(foundation: Path, phase: Path) -> None:
+    """Exit unless the fixed-encoder phase sits on this foundation's image encoder.
 
     The prompt predictor and the adapters were trained on that encoder's embeddings, so a
-    stale decoder run from another foundation must not be packaged with them.
+    stale phase run from another foundation must not be packaged with them.
     """
     from safetensors.numpy import load_file
 
-    base, tuned = load_file(str(foundation)), load_file(str(decoder))
+    base, tuned = load_file(str(foundation)), load_file(str(phase))
     keys = [k for k in base if "image_encoder." in k]
     if not keys or any(k not in tuned or not np.array_equal(base[k], tuned[k]) for k in keys):
-        raise SystemExit(f"{decoder} has another image encoder than {foundation}: re-run it")
+        raise SystemExit(f"{phase} has another image encoder than {foundation}: re-run it")
 
 
 def main() -> None:
@@ -64,10 +64,10 @@ def main() -> None:
     # A later phase on the fixed encoder supersedes the foundation when it was run.
     foundation = runs / "foundation/model.safetensors"
     later = [runs / name / "model.safetensors" for name in FIXED_ENCODER_PHASES]
-    decoder = next((path for path in later if path.is_file()), None)
-    if decoder is not None:
-        check_same_encoder(foundation, decoder)
-    shutil.copy(decoder or foundation, out / "model.safetensors")
+    phase = next((path for path in later if path.is_file()), None)
+    if phase is not None:
+        check_same_encoder(foundation, phase)
+    shutil.copy(phase or foundation, out / "model.safetensors")
     shutil.copy(
         runs / "prompt_predictor/prompt_predictor.safetensors", out / "prompt_predictor.safetensors"
     )
@@ -83,7 +83,7 @@ def main() -> None:
         "name": out.name,
         "foundation": read_meta(runs / "foundation/model.safetensors")["info"],
         "fixed_encoder_phase": (
-            {"run": decoder.parent.name, **read_meta(decoder)["info"]} if decoder else None
+            {"run": phase.parent.name, **read_meta(phase)["info"]} if phase else None
         ),
         "prompt_predictor": read_meta(out / "prompt_predictor.safetensors")["info"],
         "adapters": {

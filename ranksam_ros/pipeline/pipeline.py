@@ -250,16 +250,18 @@ class Pipeline:
             )
             outputs.append(self.backend.decode(frame.encoded, coords, labels, False))
         prompt_boxes = np.concatenate([np.full((len(points), 4), np.nan), boxes])
+        cuts = self._cuts(prompt_boxes)
         for logits, iou in outputs:
             best = np.argmax(iou, axis=1)
             for lg, score in zip(
                 logits[np.arange(len(best)), best], iou[np.arange(len(best)), best]
             ):
-                decoded.boxes.append(prompt_boxes[len(decoded.prompt_index)])
+                index = len(decoded.prompt_index)
+                decoded.boxes.append(prompt_boxes[index])
                 decoded.logits.append(lg)
-                decoded.masks.append(lg > self._cuts(decoded.boxes[-1][None])[0])
+                decoded.masks.append(lg > cuts[index])
                 decoded.pred_iou.append(float(score))
-                decoded.prompt_index.append(len(decoded.prompt_index))
+                decoded.prompt_index.append(index)
         decoded.decoded = count
         decoded.tried = list(range(count))
         if self.cfg.clip_to_box and len(boxes):
