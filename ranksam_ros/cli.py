@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from ranksam_ros.config import TTA_MODES
+from ranksam_ros.config import SEVERITIES, TRAIN_SEVERITIES, TTA_MODES
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -41,6 +41,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         adapter=args.adapter,
         prompts=args.prompts,
         degrade=args.degrade,
+        severities=args.severities,
         seed=args.seed,
         limit=args.limit,
         backend=args.backend,
@@ -112,6 +113,16 @@ def _rates(text: str) -> tuple[float, ...]:
         return tuple(float(r) for r in text.split(",") if r.strip())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--rates takes numbers like 2,5,10: {exc}") from exc
+
+
+def _severities(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--severities takes integers like 4,5: {exc}") from exc
+    if not values or any(v not in SEVERITIES for v in values):
+        raise argparse.ArgumentTypeError(f"--severities: each must be one of {SEVERITIES}")
+    return values
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -240,6 +251,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--degrade",
         default="none",
         choices=["none", "noise", "blur", "lowlight", "fog", "motion", "mixed"],
+    )
+    p.add_argument(
+        "--severities",
+        type=_severities,
+        default=TRAIN_SEVERITIES,
+        metavar="LIST",
+        help="comma-separated degradation severities the frames cycle through "
+        "(default 1,2,3, the training range; 4 and 5 are heavier than training)",
     )
     p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
     p.add_argument("--seed", type=int, default=0)

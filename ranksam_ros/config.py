@@ -25,6 +25,8 @@ CAMVID_CLASSES: tuple[str, ...] = (
 CAMVID_IGNORE_LABEL = 11
 DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "lowlight", "fog", "motion")
 TRAIN_DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "lowlight", "fog")
+SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+TRAIN_SEVERITIES: tuple[int, ...] = (1, 2, 3)  # 4 and 5 lie beyond training: extrapolation tests
 
 
 def _check(condition: bool, message: str) -> None:
@@ -118,13 +120,16 @@ class DegradeConfig:
 
     kinds: tuple[str, ...] = TRAIN_DEGRADATIONS
     clean_prob: float = 0.2
-    severities: tuple[int, ...] = (1, 2, 3)
+    severities: tuple[int, ...] = TRAIN_SEVERITIES
 
     def __post_init__(self) -> None:
         for kind in self.kinds:
             _check_choice("degrade.kinds", kind, DEGRADATIONS)
         _check(0.0 <= self.clean_prob <= 1.0, "degrade.clean_prob must be in [0, 1]")
-        _check(all(s in (1, 2, 3) for s in self.severities), "degrade.severities must be 1, 2 or 3")
+        _check(
+            bool(self.severities) and all(s in SEVERITIES for s in self.severities),
+            f"degrade.severities must be a non-empty list of {SEVERITIES}",
+        )
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 prompts on CamVid val, clean and under each degradation, plus the active-rank figure.
 
     python scripts/results_adapters.py --data ../shared/data/camvid/val
+    python scripts/results_adapters.py --data ../shared/data/camvid/val --severities 4,5
 
 Writes docs/results/adapters.json, docs/figures/active_rank.png and the `adapters` section of
-docs/results.md.
+docs/results.md; with severities other than the training range 1-3 (``--severities 4,5``:
+heavier than anything in training), the files and the section carry the suffix ``_s45``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ranksam_ros.backends.torch_backend import TorchBackend  # noqa: E402
-from ranksam_ros.config import TRAIN_DEGRADATIONS  # noqa: E402
+from ranksam_ros.config import SEVERITIES, TRAIN_DEGRADATIONS, TRAIN_SEVERITIES  # noqa: E402
 from ranksam_ros.modeling.registry import build_model  # noqa: E402
 from ranksam_ros.reporting import machine_description, save_figure, update_section, write_json  # noqa: E402
 from ranksam_ros.train.evaluate import EvalOptions, evaluate  # noqa: E402
@@ -37,14 +39,20 @@ LABELS = {
 }
 
 
-def run(model: str, data: str, limit: int, seed: int) -> dict:
+def run(model: str, data: str, limit: int, seed: int, severities: tuple[int, ...]) -> dict:
     results: dict = {}
     for adapter in ADAPTERS:
         backend = TorchBackend(build_model(model, adapter=adapter), threads=2)
         results[adapter] = {}
         for degrade in DEGRADES:
             options = EvalOptions(
-                model=model, data=data, adapter=adapter, degrade=degrade, seed=seed, limit=limit
+                model=model,
+                data=data,
+                adapter=adapter,
+                degrade=degrade,
+                severities=severities,
+                seed=seed,
+                limit=limit,
             )
             report = evaluate(options, backend)
             results[adapter][degrade] = report
@@ -76,14 +84,14 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
-def plot_ranks(results: dict, path: Path) -> None:
+def plot_ranks(results: dict, path: Path, severities: str) -> None:
     gated = results["gated"]
     data = [gated[d]["active_rank_per_image"] for d in DEGRADES]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.boxplot(data, showmeans=True)
     ax.set_xticks(range(1, len(DEGRADES) + 1), ["clean" if d == "none" else d for d in DEGRADES])
     ax.set_ylabel("active rank per adapted layer")
-    ax.set_title("Gated-rank adapters: active rank per image, CamVid val")
+    ax.set_title(f"Gated-rank adapters: active rank per image, CamVid val, severities {severities}")
     ax.grid(axis="y", alpha=0.3)
     save_figure(fig, path)
 
@@ -95,22 +103,33 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--docs", default=str(ROOT / "docs"))
+    parser.add_argument(
+        "--severities",
+        default=",".join(map(str, TRAIN_SEVERITIES)),
+        help="comma-separated severities the frames cycle through (default: the training range)",
+    )
     args = parser.parse_args()
+    severities = tuple(int(s) for s in args.severities.split(","))
+    if not severities or any(s not in SEVERITIES for s in severities):
+        parser.error(f"--severities: each must be one of {SEVERITIES}")
     started = time.perf_counter()
-    results = run(args.model, args.data, args.limit, args.seed)
+    results = run(args.model, args.data, args.limit, args.seed, severities)
     minutes = (time.perf_counter() - started) / 60
     docs = Path(args.docs)
-    write_json(docs / "results" / "adapters.json", results)
-    plot_ranks(results, docs / "figures" / "active_rank.png")
+    suffix = "" if severities == TRAIN_SEVERITIES else "_s" + "".join(map(str, severities))
+    listed = "-".join(map(str, severities)) if len(severities) > 1 else str(severities[0])
+    option = "" if not suffix else f" --severities {args.severities}"
+    write_json(docs / "results" / f"adapters{suffix}.json", results)
+    plot_ranks(results, docs / "figures" / f"active_rank{suffix}.png", listed)
     frames = results["none"]["none"]["images"]
     body = (
         f"Box prompts, mean segment IoU (%) on CamVid val ({frames} frames, segments >= 64 px), "
-        f"degradations at severities cycling 1-3 per frame, seed {args.seed}. Model `{args.model}`; "
-        f"command `python scripts/results_adapters.py --data <camvid>/val`; {minutes:.0f} min on "
-        f"{machine_description()}.\n\n{table(results)}\n\n"
-        "![active rank per degradation](figures/active_rank.png)\n"
+        f"degradations at severities cycling {listed} per frame, seed {args.seed}. Model "
+        f"`{args.model}`; command `python scripts/results_adapters.py --data <camvid>/val{option}`; "
+        f"{minutes:.0f} min on {machine_description()}.\n\n{table(results)}\n\n"
+        f"![active rank per degradation](figures/active_rank{suffix}.png)\n"
     )
-    update_section(docs / "results.md", "adapters", body)
+    update_section(docs / "results.md", f"adapters{suffix}", body)
     print(table(results))
 
 

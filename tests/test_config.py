@@ -38,6 +38,11 @@ def test_range_checks():
         TrainConfig(freeze=("image_encoder", "prompt_encoder", "mask_decoder", "detail_head"))
     with pytest.raises(ValueError, match="clean_prob"):
         from_dict(TrainConfig, {"data": {"degrade": {"clean_prob": 2.0}}})
+    for bad in ([6], [], [0, 1]):
+        with pytest.raises(ValueError, match=r"degrade\.severities"):
+            from_dict(TrainConfig, {"data": {"degrade": {"severities": bad}}})
+    heavy = from_dict(TrainConfig, {"data": {"degrade": {"severities": [4, 5]}}})
+    assert heavy.data.degrade.severities == (4, 5)
 
 
 def test_yaml_then_overrides(tmp_path):

@@ -92,9 +92,9 @@ def test_degradations_are_deterministic_and_grow_with_severity(frames_dir, kind)
     assert np.array_equal(first, again)
     errors = [
         np.abs(degrade(image, kind, s, np.random.default_rng(3)).astype(float) - image).mean()
-        for s in (1, 2, 3)
+        for s in (1, 2, 3, 4, 5)
     ]
-    assert errors[0] > 0 and errors[0] < errors[1] < errors[2]
+    assert errors[0] > 0 and all(a < b for a, b in zip(errors, errors[1:]))
 
 
 def test_eval_degradation_modes(frames_dir):
@@ -109,7 +109,15 @@ def test_eval_degradation_modes(frames_dir):
     with pytest.raises(ValueError, match="--degrade"):
         eval_degradation(image, "snow", 0, 0)
     with pytest.raises(ValueError, match="severity"):
-        degrade(image, "noise", 4, np.random.default_rng(0))
+        degrade(image, "noise", 6, np.random.default_rng(0))
+
+
+def test_eval_degradation_cycles_the_given_severities(frames_dir):
+    image, _ = SegmentationFolder(frames_dir)[0]
+    default = [eval_degradation(image, "fog", 0, i)[2] for i in range(4)]
+    heavy = [eval_degradation(image, "fog", 0, i, (4, 5))[2] for i in range(4)]
+    assert default == [1, 2, 3, 1] and heavy == [4, 5, 4, 5]
+    assert eval_degradation(image, "mixed", 5, 3, (5,))[2] == 5
 
 
 def test_interior_point_on_a_crop_equals_the_full_frame():

@@ -85,6 +85,10 @@ def test_eval_cli_writes_json(frames_dir, micro_model, tmp_path):
             str(frames_dir),
             "--limit",
             "1",
+            "--degrade",
+            "fog",
+            "--severities",
+            "5,4",
             "--json",
             str(out),
         ],
@@ -95,6 +99,7 @@ def test_eval_cli_writes_json(frames_dir, micro_model, tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert REPORT_KEYS <= set(report) and report["images"] == 1
+    assert report["degrade"] == "fog" and report["severities"] == [5, 4]
     assert "miou" in done.stdout
 
 
@@ -115,6 +120,13 @@ def test_eval_cli_errors_are_clear(tmp_path):
         timeout=120,
     )
     assert done.returncode == 2 and "no images/ folder" in done.stderr
+    heavier = subprocess.run(
+        [sys.executable, "-m", "ranksam_ros.cli", "eval", "--data", ".", "--severities", "4,9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert heavier.returncode == 2 and "--severities" in heavier.stderr
 
 
 def test_auto_and_grid_eval(frames_dir, micro_model, tmp_path):

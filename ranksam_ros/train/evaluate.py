@@ -18,7 +18,12 @@ from tqdm import tqdm
 
 from ranksam_ros.backends import Backend, create_backend
 from ranksam_ros.backends.base import boxes_to_prompts
-from ranksam_ros.config import CAMVID_CLASSES, CAMVID_IGNORE_LABEL, PipelineConfig
+from ranksam_ros.config import (
+    CAMVID_CLASSES,
+    CAMVID_IGNORE_LABEL,
+    TRAIN_SEVERITIES,
+    PipelineConfig,
+)
 from ranksam_ros.config_loader import load_config
 from ranksam_ros.data.degrade import eval_degradation
 from ranksam_ros.data.folder import SegmentationFolder
@@ -41,6 +46,7 @@ class EvalOptions:
     adapter: str = "none"
     prompts: str = "box"
     degrade: str = "none"
+    severities: tuple[int, ...] = TRAIN_SEVERITIES
     seed: int = 0
     limit: int = 0
     backend: str = "torch"
@@ -152,7 +158,9 @@ def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
     rows, ranks, started = [], [], time.perf_counter()
     for index in tqdm(range(count), desc=f"eval {options.degrade}", leave=False):
         image, label = folder[index]
-        image, _, _ = eval_degradation(image, options.degrade, options.seed, index)
+        image, _, _ = eval_degradation(
+            image, options.degrade, options.seed, index, options.severities
+        )
         frame_rows, rank = _segment_frame(
             backend, image, label, options.min_area, cfg, options.prompts
         )
@@ -166,6 +174,7 @@ def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
         "prompts": options.prompts,
         "clip_to_box": cfg.clip_to_box and options.prompts == "box",
         "degrade": options.degrade,
+        "severities": list(options.severities),
         "seed": options.seed,
         "backend": options.backend,
         "tta": options.tta,

@@ -132,7 +132,9 @@ def evaluate_auto(options, backend=None, pipeline_cfg: PipelineConfig | None = N
     started = time.perf_counter()
     for index in tqdm(range(count), desc=f"eval {options.prompts} {options.degrade}", leave=False):
         image, label = folder[index]
-        image, _, _ = eval_degradation(image, options.degrade, options.seed, index)
+        image, _, _ = eval_degradation(
+            image, options.degrade, options.seed, index, options.severities
+        )
         if options.prompts == "grid":
             semantic, filled, prompts = segmenter(image)
             decoded.append(prompts)
@@ -158,6 +160,7 @@ def evaluate_auto(options, backend=None, pipeline_cfg: PipelineConfig | None = N
         "adapter": options.adapter,
         "prompts": options.prompts,
         "degrade": options.degrade,
+        "severities": list(options.severities),
         "seed": options.seed,
         "backend": options.backend,
         "images": count,
