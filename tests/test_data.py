@@ -118,6 +118,10 @@ def test_eval_degradation_cycles_the_given_severities(frames_dir):
     heavy = [eval_degradation(image, "fog", 0, i, (4, 5))[2] for i in range(4)]
     assert default == [1, 2, 3, 1] and heavy == [4, 5, 4, 5]
     assert eval_degradation(image, "mixed", 5, 3, (5,))[2] == 5
+    with pytest.raises(ValueError, match="severities"):
+        eval_degradation(image, "fog", 0, 0, ())
+    with pytest.raises(ValueError, match="severity must be one of"):
+        eval_degradation(image, "fog", 0, 0, (7,))
 
 
 def test_interior_point_on_a_crop_equals_the_full_frame():

@@ -100,6 +100,8 @@ def eval_degradation(
     """
     if mode == "none":
         return image, "none", 0
+    if not severities:
+        raise ValueError("severities: give at least one of " + ", ".join(map(str, SEVERITIES)))
     rng = np.random.default_rng([seed, index])
     if mode == "mixed":
         kind = TRAIN_DEGRADATIONS[int(rng.integers(len(TRAIN_DEGRADATIONS)))]
