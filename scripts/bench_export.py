@@ -31,6 +31,7 @@ from ranksam_ros.train.evaluate import EvalOptions, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 THREADS = 2
+DEFAULT_RUNS = 7
 
 
 def parity(model: str, adapter: str, export_dir: Path, data: str, limit: int) -> dict:
@@ -128,7 +129,7 @@ def main() -> None:
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--adapter", default="gated")
     parser.add_argument("--limit", type=int, default=0)
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS)
     parser.add_argument(
         "--vit-b", action="store_true", help="time a random-weight vit_b at 1024 px"
     )
@@ -166,7 +167,8 @@ def render(report: dict, args: argparse.Namespace) -> str:
     lines = [
         f"**{report['model']}** — {report['machine']}, {report['threads']} threads, median of "
         f"{speed['torch_eager']['runs']} interleaved runs after 2 warm-ups. Command: "
-        f"`python scripts/bench_export.py {'--vit-b' if args.vit_b else '--data <camvid>/val'}`.",
+        f"`python scripts/bench_export.py {'--vit-b' if args.vit_b else '--data <camvid>/val'}"
+        f"{'' if args.runs == DEFAULT_RUNS else f' --runs {args.runs}'}`.",
         "",
         "| encoder | median ms | min ms | CPU/wall |",
         "|---|---|---|---|",

@@ -86,7 +86,7 @@ def replay(folder: Path) -> str:
     write_json(DOCS / "results" / "replay_offline.json", offline, relative_to=ROOT)
     return (
         f"Demo bag: the ten bundled CamVid val frames (480x360 rgb8) at 10 Hz, replayed in a loop by "
-        f"`python scripts/bench_node.py replay` (equivalently `ranksam bench --bag out/demo/demo.mcap --search "
+        f"`python scripts/bench_node.py replay` (equivalently `ranksam bench --bag out/demo/demo.mcap --search --search-min 1 --search-max 40 "
         f"--rates 5,10 --runs 5 --duration 10 --set model=camvid-tiny adapter=gated backend=...`) on "
         f"{machine_description()}. Latency is camera frame published -> SegmentationMasks received, per frame, "
         "matched by header stamp, across two processes over Fast DDS (shared-memory profile); 5 runs per "

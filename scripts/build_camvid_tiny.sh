@@ -53,7 +53,7 @@ stamp "results"
 python scripts/results_adapters.py --data "$DATA/val"
 python scripts/results_adapters.py --data "$DATA/val" --severities 4,5   # beyond training
 python scripts/results_oracle.py --data "$DATA" --runs "$RUNS" \
-  --foundation "$FOUNDATION"   # trains two specialist LoRAs (about 30 min)
+  --foundation "$FOUNDATION"   # trains two specialist LoRAs (about 15 min each, alone)
 python scripts/package_model.py --runs "$RUNS"   # re-pick the `lora` alias from the results
 python scripts/results_foundation.py --data "$DATA/val"
 python scripts/calibrate_threshold.py --data "$DATA/val"   # checks pipeline.box_mask_threshold
