@@ -52,6 +52,7 @@ python scripts/package_model.py --runs "$RUNS"
 stamp "results"
 python scripts/results_adapters.py --data "$DATA/val"
 python scripts/results_adapters.py --data "$DATA/val" --severities 4,5   # beyond training
+python scripts/results_adapters.py --data "$DATA/val" --prompts point --limit 34   # 1 click
 python scripts/results_oracle.py --data "$DATA" --runs "$RUNS" \
   --foundation "$FOUNDATION"   # trains two specialist LoRAs (about 15 min each, alone)
 python scripts/package_model.py --runs "$RUNS"   # re-pick the `lora` alias from the results

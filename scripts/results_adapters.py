@@ -3,10 +3,12 @@ prompts on CamVid val, clean and under each degradation, plus the active-rank fi
 
     python scripts/results_adapters.py --data ../shared/data/camvid/val
     python scripts/results_adapters.py --data ../shared/data/camvid/val --severities 4,5
+    python scripts/results_adapters.py --data ../shared/data/camvid/val --prompts point --limit 34
 
 Writes docs/results/adapters.json, docs/figures/active_rank.png and the `adapters` section of
-docs/results.md; with severities other than the training range 1-3 (``--severities 4,5``:
-heavier than anything in training), the files and the section carry the suffix ``_s45``.
+docs/results.md; with one click per segment instead of its box (``--prompts point``) they
+carry the suffix ``_point``, with severities other than the training range 1-3
+(``--severities 4,5``: heavier than anything in training) the suffix ``_s45``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,16 @@ LABELS = {
 }
 
 
-def run(model: str, data: str, limit: int, seed: int, severities: tuple[int, ...]) -> dict:
+PROMPT_TEXT = {
+    "box": "Box prompts",
+    "point": "One click per segment (its most interior pixel; the best of SAM's three masks by "
+    "predicted IoU)",
+}
+
+
+def run(
+    model: str, data: str, limit: int, seed: int, severities: tuple[int, ...], prompts: str
+) -> dict:
     results: dict = {}
     for adapter in ADAPTERS:
         backend = TorchBackend(build_model(model, adapter=adapter), threads=2)
@@ -49,6 +60,7 @@ def run(model: str, data: str, limit: int, seed: int, severities: tuple[int, ...
                 model=model,
                 data=data,
                 adapter=adapter,
+                prompts=prompts,
                 degrade=degrade,
                 severities=severities,
                 seed=seed,
@@ -108,22 +120,30 @@ def main() -> None:
         default=",".join(map(str, TRAIN_SEVERITIES)),
         help="comma-separated severities the frames cycle through (default: the training range)",
     )
+    parser.add_argument("--prompts", default="box", choices=sorted(PROMPT_TEXT))
     args = parser.parse_args()
     severities = tuple(int(s) for s in args.severities.split(","))
     if not severities or any(s not in SEVERITIES for s in severities):
         parser.error(f"--severities: each must be one of {SEVERITIES}")
     started = time.perf_counter()
-    results = run(args.model, args.data, args.limit, args.seed, severities)
+    results = run(args.model, args.data, args.limit, args.seed, severities, args.prompts)
     minutes = (time.perf_counter() - started) / 60
     docs = Path(args.docs)
-    suffix = "" if severities == TRAIN_SEVERITIES else "_s" + "".join(map(str, severities))
+    suffix, option = "", ""
+    if args.prompts != "box":
+        suffix, option = f"_{args.prompts}", f" --prompts {args.prompts}"
+    if severities != TRAIN_SEVERITIES:
+        suffix += "_s" + "".join(map(str, severities))
+        option += f" --severities {args.severities}"
+    if args.limit:
+        option += f" --limit {args.limit}"
     listed = "-".join(map(str, severities)) if len(severities) > 1 else str(severities[0])
-    option = "" if not suffix else f" --severities {args.severities}"
     write_json(docs / "results" / f"adapters{suffix}.json", results)
     plot_ranks(results, docs / "figures" / f"active_rank{suffix}.png", listed)
     frames = results["none"]["none"]["images"]
     body = (
-        f"Box prompts, mean segment IoU (%) on CamVid val ({frames} frames, segments >= 64 px), "
+        f"{PROMPT_TEXT[args.prompts]}, mean segment IoU (%) on CamVid val ({frames} frames, "
+        "segments >= 64 px), "
         f"degradations at severities cycling {listed} per frame, seed {args.seed}. Model "
         f"`{args.model}`; command `python scripts/results_adapters.py --data <camvid>/val{option}`; "
         f"{minutes:.0f} min on {machine_description()}.\n\n{table(results)}\n\n"
