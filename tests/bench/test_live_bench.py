@@ -129,7 +129,12 @@ def test_attach_to_a_running_node_with_bag_timing(labelled_bag, micro_model_dir,
     assert code == 0, node.log_tail()
     assert report["metadata"]["mode"] == "timeline" and report["metadata"]["attach"]
     assert report["NUM_FRAMES_SENT"] == 10 and report["NUM_FRAMES_RECEIVED"] > 0
-    assert report["SENT_RATE_HZ"] == pytest.approx(5.0, rel=0.1)
+    # The replayer never plays faster than the bag. A stall of the test process longer than a
+    # frame period (a loaded CI machine) is counted in LATE_SENDS and shifts the rest of the
+    # schedule instead of bursting; without one, the sends keep the bag's 5 Hz.
+    assert report["SENT_RATE_HZ"] <= 5.0 * 1.1
+    if report["LATE_SENDS"] == 0:
+        assert report["SENT_RATE_HZ"] == pytest.approx(5.0, rel=0.1)
     assert report["NODE_CPU_MEAN_PERCENT"] >= 0 and "cold_start_s" not in report["custom"]
     meta = report["metadata"]
     assert meta["node_params"]["model"] == str(micro_model_dir) and meta["backend"] == "torch"
