@@ -115,7 +115,8 @@ def _rates(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"--rates takes numbers like 2,5,10: {exc}") from exc
 
 
-def _severities(text: str) -> tuple[int, ...]:
+def severities_arg(text: str) -> tuple[int, ...]:
+    """Argparse type of ``--severities``: ``"4,5"`` -> ``(4, 5)``, each one of SEVERITIES."""
     try:
         values = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError as exc:
@@ -254,7 +255,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--severities",
-        type=_severities,
+        type=severities_arg,
         default=TRAIN_SEVERITIES,
         metavar="LIST",
         help="comma-separated degradation severities the frames cycle through "

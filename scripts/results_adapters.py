@@ -24,9 +24,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ranksam_ros.backends.torch_backend import TorchBackend  # noqa: E402
-from ranksam_ros.config import SEVERITIES, TRAIN_DEGRADATIONS, TRAIN_SEVERITIES  # noqa: E402
+from ranksam_ros.cli import severities_arg  # noqa: E402
+from ranksam_ros.config import TRAIN_DEGRADATIONS, TRAIN_SEVERITIES  # noqa: E402
 from ranksam_ros.modeling.registry import build_model  # noqa: E402
-from ranksam_ros.reporting import machine_description, save_figure, update_section, write_json  # noqa: E402
+from ranksam_ros.reporting import (  # noqa: E402
+    adapter_results_name,
+    machine_description,
+    save_figure,
+    update_section,
+    write_json,
+)
 from ranksam_ros.train.evaluate import EvalOptions, evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,28 +124,26 @@ def main() -> None:
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     parser.add_argument(
         "--severities",
-        default=",".join(map(str, TRAIN_SEVERITIES)),
+        type=severities_arg,
+        default=TRAIN_SEVERITIES,
         help="comma-separated severities the frames cycle through (default: the training range)",
     )
     parser.add_argument("--prompts", default="box", choices=sorted(PROMPT_TEXT))
     args = parser.parse_args()
-    severities = tuple(int(s) for s in args.severities.split(","))
-    if not severities or any(s not in SEVERITIES for s in severities):
-        parser.error(f"--severities: each must be one of {SEVERITIES}")
+    severities = args.severities
     started = time.perf_counter()
     results = run(args.model, args.data, args.limit, args.seed, severities, args.prompts)
     minutes = (time.perf_counter() - started) / 60
     docs = Path(args.docs)
-    suffix, option = "", ""
-    if args.prompts != "box":
-        suffix, option = f"_{args.prompts}", f" --prompts {args.prompts}"
+    name = adapter_results_name(args.prompts, severities)
+    suffix = name.removeprefix("adapters")
+    option = "" if args.prompts == "box" else f" --prompts {args.prompts}"
     if severities != TRAIN_SEVERITIES:
-        suffix += "_s" + "".join(map(str, severities))
-        option += f" --severities {args.severities}"
+        option += " --severities " + ",".join(map(str, severities))
     if args.limit:
         option += f" --limit {args.limit}"
     listed = "-".join(map(str, severities)) if len(severities) > 1 else str(severities[0])
-    write_json(docs / "results" / f"adapters{suffix}.json", results)
+    write_json(docs / "results" / f"{name}.json", results)
     plot_ranks(results, docs / "figures" / f"active_rank{suffix}.png", listed)
     frames = results["none"]["none"]["images"]
     body = (
@@ -149,7 +154,7 @@ def main() -> None:
         f"{minutes:.0f} min on {machine_description()}.\n\n{table(results)}\n\n"
         f"![active rank per degradation](figures/active_rank{suffix}.png)\n"
     )
-    update_section(docs / "results.md", f"adapters{suffix}", body)
+    update_section(docs / "results.md", name, body)
     print(table(results))
 
 

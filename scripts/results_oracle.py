@@ -24,13 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ranksam_ros.config import TRAIN_DEGRADATIONS
-from ranksam_ros.reporting import machine_description, update_section, write_json
+from ranksam_ros.backends import create_backend
+from ranksam_ros.config import TRAIN_DEGRADATIONS, TRAIN_SEVERITIES
+from ranksam_ros.reporting import (
+    adapter_results_name,
+    machine_description,
+    update_section,
+    write_json,
+)
 from ranksam_ros.train.evaluate import EvalOptions, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECIALISED = ("lowlight", "fog")
-SEVERITY_SETS = {"1-3": (1, 2, 3), "4-5": (4, 5)}
+SEVERITY_SETS = {"1-3": TRAIN_SEVERITIES, "4-5": (4, 5)}
 SHARED_ROWS = {"none": "frozen", "lora_r16": "LoRA r16, one set for all four", "gated": "gated"}
 
 
@@ -54,11 +60,14 @@ def train_specialist(kind: str, data: str, runs: Path, foundation: str, threads:
 def evaluate_specialist(adapter: Path, kind: str, val: str) -> dict:
     """Reports of one specialist on its degradation per severity set, and on clean frames."""
     base = {"model": "camvid-tiny", "data": val, "adapter": str(adapter)}
+    backend = create_backend("torch", base["model"], base["adapter"])  # loaded once, used thrice
     reports = {
-        f"severities_{name}": evaluate(EvalOptions(**base, degrade=kind, severities=levels))
+        f"severities_{name}": evaluate(
+            EvalOptions(**base, degrade=kind, severities=levels), backend
+        )
         for name, levels in SEVERITY_SETS.items()
     }
-    reports["clean"] = evaluate(EvalOptions(**base))
+    reports["clean"] = evaluate(EvalOptions(**base), backend)
     return reports
 
 
@@ -101,8 +110,10 @@ def main() -> None:
     args = parser.parse_args()
     docs, val = Path(args.docs), str(Path(args.data) / "val")
     shared = {
-        name: json.loads((docs / "results" / f"adapters{suffix}.json").read_text())
-        for name, suffix in (("1-3", ""), ("4-5", "_s45"))
+        name: json.loads(
+            (docs / "results" / f"{adapter_results_name('box', levels)}.json").read_text()
+        )
+        for name, levels in SEVERITY_SETS.items()
     }
     specialists, seconds = {}, 0.0
     for kind in SPECIALISED:

@@ -103,3 +103,14 @@ def test_portable_paths_strip_machine_specific_prefixes(tmp_path):
         "plots": ["docs/figures/a.png"],
         "meta": {"bag": "demo.mcap", "topic": "/camera/image_raw", "other": "/opt/x.xml"},
     }
+
+
+def test_adapter_tables_of_each_protocol_get_their_own_name():
+    from ranksam_ros.reporting import adapter_results_name
+
+    names = {
+        adapter_results_name(prompts, levels)
+        for prompts in ("box", "point")
+        for levels in ((1, 2, 3), (4, 5))
+    }
+    assert names == {"adapters", "adapters_s45", "adapters_point", "adapters_point_s45"}
