@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ranksam_ros.bench.bags import make_bag
 from ranksam_ros.bench.options import BenchOptions
+from ranksam_ros.bench.report import plot_rss
 from ranksam_ros.bench.runner import run_bench
 from ranksam_ros.demo import BUNDLED_FRAMES
 from ranksam_ros.reporting import machine_description, update_section, write_json
@@ -23,6 +24,7 @@ from ranksam_ros.reporting import machine_description, update_section, write_jso
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 BASE = ("model=camvid-tiny", "adapter=gated", "threads=2")
+DEFAULT_OVERLOAD_S = 600.0
 
 
 def demo_bag(folder: Path) -> Path:
@@ -142,23 +144,43 @@ def overload(folder: Path, seconds: float) -> str:
     )
     report = run_bench(opts)
     write_json(DOCS / "results" / "overload.json", report, relative_to=ROOT)
-    r = next(iter(per_rate(report).values()))
+    rates = per_rate(report)
+    r = next(iter(rates.values()))
+    figure = plot_rss({30.0: r}, DOCS / "figures", prefix="overload_rss")
+    command = "python scripts/bench_node.py overload" + (
+        f" --seconds {seconds:g}" if seconds != DEFAULT_OVERLOAD_S else ""
+    )
     return (
         f"Overload: 30 Hz input for {seconds / 60:.0f} min into the node (which sustains less), newest "
-        f"frame wins. `python scripts/bench_node.py overload`, {machine_description()}.\n\n"
+        f"frame wins. `{command}`, {machine_description()}.\n\n"
         f"- latency p50 {r['LATENCY_P50']:.0f} ms, p99 {r['LATENCY_P99']:.0f} ms: **p99/p50 = "
         f"{r['LATENCY_P99'] / r['LATENCY_P50']:.2f}** (target <= 1.5), max {r['LATENCY_MAX']:.0f} ms\n"
         f"- output {r['RECEIVED_RATE_HZ']:.1f} Hz of {r['SENT_RATE_HZ']:.1f} Hz sent; frames dropped by the "
         f"newest-frame policy: {r['NUM_MISSED_FRAMES']} of {r['NUM_FRAMES_SENT']}\n"
         f"- node RSS max {r['NODE_RSS_MAX_MB']:.0f} MB, growth over the run **{r['NODE_RSS_GROWTH_MB']:+.1f} MB**; "
-        f"node CPU {r['NODE_CPU_MEAN_PERCENT']:.0f}% (of one core)\n"
+        f"node CPU {r['NODE_CPU_MEAN_PERCENT']:.0f}% (of one core)\n" + _rss_trend_line(r, figure)
+    )
+
+
+def _rss_trend_line(r: dict, figure: list[Path]) -> str:
+    """The RSS slope of each half of the run (absent for runs under four minutes)."""
+    first = r.get("NODE_RSS_SLOPE_FIRST_HALF_MB_PER_H")
+    last = r.get("NODE_RSS_SLOPE_LAST_HALF_MB_PER_H")
+    if first is None or last is None:
+        return ""
+    link = f" ([figure](figures/{figure[0].name}))" if figure else ""
+    return (
+        f"- RSS slope (per-minute medians, least squares): first half {first:+.1f} MB/h, "
+        f"**last half {last:+.1f} MB/h**{link}\n"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["replay", "overhead", "overload"])
-    parser.add_argument("--seconds", type=float, default=600.0, help="overload duration")
+    parser.add_argument(
+        "--seconds", type=float, default=DEFAULT_OVERLOAD_S, help="overload duration"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.what == "replay":

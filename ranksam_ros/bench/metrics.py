@@ -146,7 +146,53 @@ def resource_metrics(samples: Sequence[tuple[float, float, float]]) -> dict[str,
         "NODE_RSS_MEAN_MB": float(rss.mean()),
         "NODE_RSS_MAX_MB": float(rss.max()),
         "NODE_RSS_GROWTH_MB": float(rss[-1] - rss[0]),
+        **rss_trend(data[:, 0], rss),
     }
+
+
+def rss_trend(
+    times_s: Sequence[float], rss_mb: Sequence[float], bin_s: float = 60.0
+) -> dict[str, float]:
+    """RSS slope in MB per hour over the first and the last half of a run.
+
+    A leak grows at a steady rate to the end; allocator and thread-pool warm-up flattens out.
+    Telling them apart needs the late slope, so RSS is first reduced to per-bin medians (robust
+    to short peaks while a frame is in flight), then each half gets a least-squares line.
+    Runs too short for two bins per half return nothing.
+
+    Args:
+        times_s: Sample times (s, any origin), shape (N,).
+        rss_mb: RSS at those times (MB), shape (N,).
+        bin_s: Bin width (s).
+    """
+    series = rss_series(times_s, rss_mb, bin_s)
+    if len(series) < 4:
+        return {}
+    t_h, mb = series[:, 0] / 3600.0, series[:, 1]
+    half = len(series) // 2
+    return {
+        "NODE_RSS_SLOPE_FIRST_HALF_MB_PER_H": float(np.polyfit(t_h[:half], mb[:half], 1)[0]),
+        "NODE_RSS_SLOPE_LAST_HALF_MB_PER_H": float(np.polyfit(t_h[half:], mb[half:], 1)[0]),
+    }
+
+
+def rss_series(times_s: Sequence[float], rss_mb: Sequence[float], bin_s: float) -> np.ndarray:
+    """Per-bin median RSS, shape (bins, 2): bin centre (s since the first sample), MB.
+
+    Only full bins are kept, so the last, partial one cannot tilt a slope.
+    """
+    t = np.asarray(times_s, np.float64)
+    mb = np.asarray(rss_mb, np.float64)
+    if t.size == 0:
+        return np.zeros((0, 2))
+    t = t - t[0]
+    bins = int(t[-1] // bin_s)
+    rows = []
+    for b in range(bins):
+        inside = (t >= b * bin_s) & (t < (b + 1) * bin_s)
+        if inside.any():
+            rows.append(((b + 0.5) * bin_s, float(np.median(mb[inside]))))
+    return np.asarray(rows, np.float64).reshape(-1, 2)
 
 
 def aggregate_runs(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -160,6 +206,8 @@ def aggregate_runs(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
         return {}
     out: dict[str, float] = {}
     for key in runs[0]:
+        if not isinstance(runs[0][key], (int, float)):
+            continue  # per-run series stay in the runs, not in the conclusion
         values = sorted(
             float(r[key])
             for r in runs

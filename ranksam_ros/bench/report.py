@@ -118,6 +118,44 @@ def plot_latencies(latencies: dict[float, list[list[tuple[float, float]]]], out:
     return written
 
 
+def plot_rss(per_rate: dict[float, dict], out: str | Path, prefix: str = "rss") -> list[Path]:
+    """Per rate, the node's RSS over each run, with the late-half slope in the legend.
+
+    Args:
+        per_rate: Rate -> aggregated metrics whose ``runs`` carry ``rss_series_mb``
+            (``[[seconds since the run started, MB], ...]``); rates without it are skipped.
+        out: Folder for ``<prefix>_<rate>hz.png``.
+        prefix: File name prefix.
+
+    Returns:
+        The written files.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for rate, metrics in per_rate.items():
+        runs = [r for r in metrics.get("runs", []) if r.get("rss_series_mb")]
+        if not runs:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for number, run in enumerate(runs, start=1):
+            t, mb = np.asarray(run["rss_series_mb"], np.float64).T
+            slope = run.get("NODE_RSS_SLOPE_LAST_HALF_MB_PER_H")
+            label = f"run {number}"
+            if slope is not None:
+                label += f", last half {slope:+.1f} MB/h"
+            ax.plot(t / 60.0, mb, "-", lw=1, label=label)
+        ax.set(xlabel="time in run (min)", ylabel="node RSS (MB)", title=f"{rate:g} Hz input")
+        ax.legend(fontsize="small")
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        written.append(save_figure(fig, out / f"{prefix}_{rate:g}hz.png", dpi=100))
+    return written
+
+
 def _ms(value) -> str:
     return "-" if value is None else f"{value:.1f}"
 

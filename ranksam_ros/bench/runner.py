@@ -41,11 +41,13 @@ from ranksam_ros.bench.report import (
     clean,
     host_metadata,
     plot_latencies,
+    plot_rss,
     write_report,
 )
 
 ATTACH_PARAMETERS = ("model", "adapter", "backend", "threads", "benchmark_mode")
 ATTACH_PARAMETERS += ("input.transport", "input.reliability", "output.reliability")
+RSS_SERIES_BIN_S = 10.0  # RSS kept per run in the report: one median per 10 s
 
 
 def _say(opts: BenchOptions, text: str) -> None:
@@ -240,7 +242,12 @@ def _measure(live: _Live, rate: float, duration: float) -> dict:
     model = record.model_ms(lambda raw: deserialize_message(raw, SegmentationMasks))
     result.update(M.overhead_metrics(latency, model))
     if live.sampler is not None:
-        result.update(M.resource_metrics(live.sampler.window(record.started, record.ended)))
+        samples = live.sampler.window(record.started, record.ended)
+        result.update(M.resource_metrics(samples))
+        if samples:
+            times, _, rss = zip(*samples)
+            binned = M.rss_series(times, np.asarray(rss) / 2**20, RSS_SERIES_BIN_S)
+            result["rss_series_mb"] = [[round(t, 1), round(mb, 2)] for t, mb in binned]
     result["LATE_SENDS"] = record.late_sends
     t0 = min(record.sent.values(), default=0)
     series = sorted(((record.sent[k] - t0) / 1e9, lat) for k, lat in latency.items())
@@ -372,7 +379,8 @@ def _finish(live: _Live, per_rate, custom, meta, values, cfg, search) -> dict:
     if opts.json:
         write_report(opts.json, report)
     if opts.plots:
-        report["custom"]["plots"] = [str(p) for p in plot_latencies(live.latencies, opts.plots)]
+        plots = plot_latencies(live.latencies, opts.plots) + plot_rss(per_rate, opts.plots)
+        report["custom"]["plots"] = [str(p) for p in plots]
         if opts.json:
             write_report(opts.json, report)
     return report

@@ -69,6 +69,8 @@ def test_latency_plots_are_written(live_run):
     assert plots == ["latency_hist_4hz.png", "latency_series_4hz.png"]
     assert all((out / "plots" / name).stat().st_size > 1000 for name in plots)
     assert len(report["custom"]["plots"]) == 2
+    # RSS is kept per run in 10 s medians: none in a 2.5 s run, so no RSS plot either
+    assert report["4fps"]["runs"][0]["rss_series_mb"] == []
 
 
 def test_recording_reads_back_with_matching_stamps(live_run):

@@ -72,6 +72,25 @@ def test_overhead_and_resources():
     assert M.resource_metrics([]) == {}
 
 
+def test_rss_trend_tells_a_leak_from_warm_up():
+    t = np.arange(0.0, 1800.0, 0.1)  # 30 min at 10 Hz
+    leak = 800 + 20.0 * t / 3600  # steady +20 MB/h
+    warm = 800 + 30.0 * (1 - np.exp(-t / 120))  # +30 MB within minutes, then flat
+    res_leak, res_warm = M.rss_trend(t, leak), M.rss_trend(t, warm)
+    assert res_leak["NODE_RSS_SLOPE_LAST_HALF_MB_PER_H"] == pytest.approx(20.0, rel=1e-6)
+    assert res_leak["NODE_RSS_SLOPE_FIRST_HALF_MB_PER_H"] == pytest.approx(20.0, rel=1e-6)
+    assert abs(res_warm["NODE_RSS_SLOPE_LAST_HALF_MB_PER_H"]) < 0.5
+    assert res_warm["NODE_RSS_SLOPE_FIRST_HALF_MB_PER_H"] > 20.0
+    assert M.rss_trend(t[:2000], leak[:2000]) == {}  # 200 s: under two bins per half
+
+
+def test_rss_series_keeps_full_bins_only():
+    t = np.arange(0.0, 25.0, 1.0)
+    series = M.rss_series(t, 100.0 + t, bin_s=10.0)
+    assert series.tolist() == [[5.0, 104.5], [15.0, 114.5]]  # the 5 s tail is dropped
+    assert M.rss_series([], [], 10.0).shape == (0, 2)
+
+
 def test_aggregation_drops_best_and_worst():
     runs = [
         {"MEAN_FRAME_RATE": v, "MAX_JITTER": j, "MIN_JITTER": j, "LATENCY_P50": v}
@@ -84,6 +103,8 @@ def test_aggregation_drops_best_and_worst():
     assert two["LATENCY_P50"] == 2.0  # fewer than three runs: nothing dropped
     nan = M.aggregate_runs([{"LATENCY_P50": math.nan}, {"LATENCY_P50": 4.0}])
     assert nan["LATENCY_P50"] == 4.0
+    series = M.aggregate_runs([{"LATENCY_P50": 1.0, "rss_series_mb": [[5.0, 800.0]]}])
+    assert series == {"LATENCY_P50": 1.0}  # series stay in the runs
 
 
 def test_probe_pass_rule():
@@ -136,3 +157,12 @@ def test_search_rejects_bad_settings():
         M.RateSearch(5.0, 2.0)
     with pytest.raises(ValueError, match="step"):
         M.RateSearch(1.0, 2.0, step=1.5)
+
+
+def test_rss_plot_per_rate(tmp_path):
+    from ranksam_ros.bench.report import plot_rss
+
+    run = {"rss_series_mb": [[5.0, 800.0], [15.0, 801.0]], "NODE_RSS_SLOPE_LAST_HALF_MB_PER_H": 2.0}
+    written = plot_rss({30.0: {"runs": [run]}, 2.0: {"runs": [{"rss_series_mb": []}]}}, tmp_path)
+    assert [p.name for p in written] == ["rss_30hz.png"]  # the rate without a series is skipped
+    assert written[0].stat().st_size > 1000
