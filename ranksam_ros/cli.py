@@ -197,7 +197,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
     p.add_argument("--runs", type=int, default=5, help="runs per rate (best/worst dropped)")
     p.add_argument("--json", help="write the report here")
-    p.add_argument("--plots", help="folder for latency plots")
+    p.add_argument("--plots", help="folder for latency and RSS plots")
     p.add_argument("--offline", action="store_true", help="pipeline in-process instead of DDS")
     p.add_argument("--record", help="record the first run per rate (inputs, outputs) to .mcap")
     p.add_argument("--node-params", help="ROS params file for the node")

@@ -2,7 +2,7 @@
 
     python scripts/bench_node.py replay      # demo bag: rate search + fixed rates, torch and ORT
     python scripts/bench_node.py overhead    # node overhead with and without the Fast DDS profile
-    python scripts/bench_node.py overload    # 30 Hz into a slower model for 10 minutes
+    python scripts/bench_node.py overload    # 30 Hz into a slower model, 10 min (--seconds N)
 
 Every run goes through `ranksam bench` (the node in its own process, frames over DDS, matched
 by header stamp); JSON reports land in docs/results/.
