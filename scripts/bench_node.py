@@ -144,8 +144,7 @@ def overload(folder: Path, seconds: float) -> str:
     )
     report = run_bench(opts)
     write_json(DOCS / "results" / "overload.json", report, relative_to=ROOT)
-    rates = per_rate(report)
-    r = next(iter(rates.values()))
+    r = next(iter(per_rate(report).values()))
     figure = plot_rss({30.0: r}, DOCS / "figures", prefix="overload_rss")
     command = "python scripts/bench_node.py overload" + (
         f" --seconds {seconds:g}" if seconds != DEFAULT_OVERLOAD_S else ""

@@ -134,12 +134,19 @@ def overhead_metrics(latency_ms: Mapping[int, float], model_ms: Mapping[int, flo
     }
 
 
-def resource_metrics(samples: Sequence[tuple[float, float, float]]) -> dict[str, float]:
-    """CPU (% of one core) and RSS (MB) of the node from ``(time_s, cpu_percent, rss_bytes)``."""
+def resource_metrics(
+    samples: Sequence[tuple[float, float, float]], series_bin_s: float = 10.0
+) -> dict[str, object]:
+    """CPU (% of one core) and RSS (MB) of the node from ``(time_s, cpu_percent, rss_bytes)``.
+
+    Besides the scalar metrics, ``rss_series_mb`` keeps the RSS as ``[[s, MB], ...]`` medians
+    per ``series_bin_s`` (for plots; run aggregation leaves it in the runs).
+    """
     if not samples:
         return {}
     data = np.asarray(samples, np.float64)
     cpu, rss = data[:, 1], data[:, 2] / 2**20
+    series = rss_series(data[:, 0], rss, series_bin_s)
     return {
         "NODE_CPU_MEAN_PERCENT": float(cpu.mean()),
         "NODE_CPU_MAX_PERCENT": float(cpu.max()),
@@ -147,6 +154,7 @@ def resource_metrics(samples: Sequence[tuple[float, float, float]]) -> dict[str,
         "NODE_RSS_MAX_MB": float(rss.max()),
         "NODE_RSS_GROWTH_MB": float(rss[-1] - rss[0]),
         **rss_trend(data[:, 0], rss),
+        "rss_series_mb": [[round(t, 1), round(mb, 2)] for t, mb in series.tolist()],
     }
 
 
@@ -179,7 +187,8 @@ def rss_trend(
 def rss_series(times_s: Sequence[float], rss_mb: Sequence[float], bin_s: float) -> np.ndarray:
     """Per-bin median RSS, shape (bins, 2): bin centre (s since the first sample), MB.
 
-    Only full bins are kept, so the last, partial one cannot tilt a slope.
+    Times must be ascending (as sampled). Only full bins are kept, so the last, partial one
+    cannot tilt a slope.
     """
     t = np.asarray(times_s, np.float64)
     mb = np.asarray(rss_mb, np.float64)
@@ -187,11 +196,12 @@ def rss_series(times_s: Sequence[float], rss_mb: Sequence[float], bin_s: float) 
         return np.zeros((0, 2))
     t = t - t[0]
     bins = int(t[-1] // bin_s)
-    rows = []
-    for b in range(bins):
-        inside = (t >= b * bin_s) & (t < (b + 1) * bin_s)
-        if inside.any():
-            rows.append(((b + 0.5) * bin_s, float(np.median(mb[inside]))))
+    edges = np.searchsorted(t, np.arange(bins + 1) * bin_s)  # one pass instead of a mask per bin
+    rows = [
+        ((b + 0.5) * bin_s, float(np.median(mb[lo:hi])))
+        for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))
+        if hi > lo
+    ]
     return np.asarray(rows, np.float64).reshape(-1, 2)
 
 

@@ -135,6 +135,7 @@ def plot_rss(per_rate: dict[float, dict], out: str | Path, prefix: str = "rss") 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out = Path(out)
     written = []
     for rate, metrics in per_rate.items():
         runs = [r for r in metrics.get("runs", []) if r.get("rss_series_mb")]
@@ -150,8 +151,6 @@ def plot_rss(per_rate: dict[float, dict], out: str | Path, prefix: str = "rss") 
             ax.plot(t / 60.0, mb, "-", lw=1, label=label)
         ax.set(xlabel="time in run (min)", ylabel="node RSS (MB)", title=f"{rate:g} Hz input")
         ax.legend(fontsize="small")
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         written.append(save_figure(fig, out / f"{prefix}_{rate:g}hz.png", dpi=100))
     return written
 

@@ -47,7 +47,6 @@ from ranksam_ros.bench.report import (
 
 ATTACH_PARAMETERS = ("model", "adapter", "backend", "threads", "benchmark_mode")
 ATTACH_PARAMETERS += ("input.transport", "input.reliability", "output.reliability")
-RSS_SERIES_BIN_S = 10.0  # RSS kept per run in the report: one median per 10 s
 
 
 def _say(opts: BenchOptions, text: str) -> None:
@@ -242,12 +241,7 @@ def _measure(live: _Live, rate: float, duration: float) -> dict:
     model = record.model_ms(lambda raw: deserialize_message(raw, SegmentationMasks))
     result.update(M.overhead_metrics(latency, model))
     if live.sampler is not None:
-        samples = live.sampler.window(record.started, record.ended)
-        result.update(M.resource_metrics(samples))
-        if samples:
-            times, _, rss = zip(*samples)
-            binned = M.rss_series(times, np.asarray(rss) / 2**20, RSS_SERIES_BIN_S)
-            result["rss_series_mb"] = [[round(t, 1), round(mb, 2)] for t, mb in binned]
+        result.update(M.resource_metrics(live.sampler.window(record.started, record.ended)))
     result["LATE_SENDS"] = record.late_sends
     t0 = min(record.sent.values(), default=0)
     series = sorted(((record.sent[k] - t0) / 1e9, lat) for k, lat in latency.items())
