@@ -38,10 +38,20 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     _check(value in allowed, f"{name}={value!r} is not one of {', '.join(allowed)}")
 
 
+ENCODERS = ("vit", "conv")  # SAM's ViT, or the CNN of modeling/conv_encoder.py
+
+
 @dataclass(frozen=True)
 class SamArchConfig:
-    """Numbers of a SAM built from segment-anything's own classes (see modeling/build.py)."""
+    """Numbers of a SAM built from segment-anything's own classes (see modeling/build.py).
 
+    ``encoder``: ``vit`` (SAM's ``ImageEncoderViT``: ``embed_dim`` ... ``use_rel_pos``) or
+    ``conv`` (``ConvImageEncoder``: ``conv_widths`` / ``conv_depths`` at strides 4, 8, 16; its
+    stride-4 features reach the mask decoder). ``semantic_classes``: a dense semantic head on
+    the encoder, one channel per name (empty: none).
+    """
+
+    encoder: str = "vit"
     img_size: int = 256
     patch_size: int = 16
     embed_dim: int = 192
@@ -60,11 +70,22 @@ class SamArchConfig:
     # Detail head (modeling/detail_head.py): SAM's masks corrected with pixel detail from a
     # small stem on the input. Not part of official SAM; False keeps the plain decoder.
     detail_head: bool = False
+    conv_widths: tuple[int, ...] = (32, 64, 256)
+    conv_depths: tuple[int, ...] = (2, 2, 6)
+    semantic_classes: tuple[str, ...] = ()
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
     def __post_init__(self) -> None:
+        _check_choice("arch.encoder", self.encoder, ENCODERS)
         _check(self.img_size % self.patch_size == 0, "img_size must be a multiple of patch_size")
+        if self.encoder == "conv":
+            _check(self.patch_size == 16, "the conv encoder has stride 16: patch_size must be 16")
+            _check(not self.detail_head, "the conv encoder brings its own fine features")
+            _check(
+                len(self.conv_widths) == 3 and len(self.conv_depths) == 3,
+                "arch.conv_widths and arch.conv_depths need 3 values (strides 4, 8, 16)",
+            )
         _check(self.embed_dim % self.num_heads == 0, "embed_dim must divide by num_heads")
         _check(
             all(0 <= i < self.depth for i in self.global_attn_indexes), "bad global_attn_indexes"
@@ -148,17 +169,32 @@ class DataConfig:
     box_jitter: float = 0.1
     zoom_prob: float = 0.5
     max_zoom: float = 1.6
+    # Below 1 the frame also shrinks onto a padded canvas (zoom drawn log-uniformly).
+    min_zoom: float = 1.0
     flip: bool = True
     color_jitter: float = 0.2
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     apply_degrade: bool = False
     cache_images: bool = True
+    # Sequences (file-name prefixes, e.g. 0006R0) left out of training: the honest
+    # held-out set on which recipes and models are chosen.
+    holdout_sequences: tuple[str, ...] = ()
+    # Share of point prompts that are exactly one click (the rest have 1-3 points).
+    one_click_prob: float = 0.0
+    # Chance per frame to paste one class region of a thing class from another frame.
+    copy_paste_prob: float = 0.0
+    copy_paste_classes: tuple[str, ...] = ("pole", "sign_symbol", "car", "pedestrian", "bicyclist")
 
     def __post_init__(self) -> None:
         _check(self.min_segment_area >= 1, "data.min_segment_area must be >= 1")
         _check(self.prompts_per_image >= 1, "data.prompts_per_image must be >= 1")
         _check(0.0 <= self.point_prompt_prob <= 1.0, "data.point_prompt_prob must be in [0, 1]")
         _check(self.max_zoom >= 1.0, "data.max_zoom must be >= 1")
+        _check(0.1 <= self.min_zoom <= 1.0, "data.min_zoom must be in [0.1, 1]")
+        _check(0.0 <= self.one_click_prob <= 1.0, "data.one_click_prob must be in [0, 1]")
+        _check(0.0 <= self.copy_paste_prob <= 1.0, "data.copy_paste_prob must be in [0, 1]")
+        unknown = sorted(set(self.copy_paste_classes) - set(self.class_names))
+        _check(not unknown, f"data.copy_paste_classes {unknown} are not in data.class_names")
         _check(
             len(self.class_names) == self.num_classes,
             "data.class_names must list num_classes names",
@@ -201,11 +237,15 @@ class LossConfig:
     dice_weight: float = 5.0
     iou_weight: float = 1.0
     rank_budget_weight: float = 0.0
+    # Cross-entropy of the dense semantic head (models with one), classes weighted by
+    # (median frequency / frequency) ** semantic_class_balance over the training frames.
+    semantic_weight: float = 0.0
+    semantic_class_balance: float = 0.5
     point_samples: int = 4096
     iou_samples: int = 1024
 
 
-SAM_PARTS = ("image_encoder", "prompt_encoder", "mask_decoder", "detail_head")
+SAM_PARTS = ("image_encoder", "prompt_encoder", "mask_decoder", "detail_head", "semantic_head")
 
 
 @dataclass(frozen=True)

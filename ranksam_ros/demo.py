@@ -16,9 +16,8 @@ import numpy as np
 from PIL import Image
 
 from ranksam_ros.config import PipelineConfig
-from ranksam_ros.data.folder import SegmentationFolder
+from ranksam_ros.data.folder import BUNDLED_FRAMES, SegmentationFolder
 
-BUNDLED_FRAMES = Path(__file__).resolve().parent / "assets" / "camvid_val"
 SHEET_FRAMES = 9
 
 

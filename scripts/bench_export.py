@@ -36,12 +36,12 @@ DEFAULT_RUNS = 7
 
 def parity(model: str, adapter: str, export_dir: Path, data: str, limit: int) -> dict:
     """Torch vs ORT fp32 on val frames: embeddings, per-prompt masks and box mIoU."""
-    from ranksam_ros.backends.base import boxes_to_prompts
     from ranksam_ros.config import CAMVID_IGNORE_LABEL
     from ranksam_ros.data.folder import SegmentationFolder
     from ranksam_ros.data.segments import find_segments
+    from ranksam_ros.graph.preprocess import preprocess
+    from ranksam_ros.graph.prompts import boxes_to_prompts
     from ranksam_ros.pipeline.postprocess import upscale_logits
-    from ranksam_ros.pipeline.preprocess import preprocess
 
     reference = TorchBackend(build_model(model, adapter=adapter), threads=THREADS)
     ours = OnnxBackend(export_dir, threads=THREADS)

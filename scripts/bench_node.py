@@ -18,7 +18,7 @@ from ranksam_ros.bench.bags import make_bag
 from ranksam_ros.bench.options import BenchOptions
 from ranksam_ros.bench.report import plot_rss
 from ranksam_ros.bench.runner import run_bench
-from ranksam_ros.demo import BUNDLED_FRAMES
+from ranksam_ros.data.folder import BUNDLED_FRAMES
 from ranksam_ros.reporting import machine_description, update_section, write_json
 
 ROOT = Path(__file__).resolve().parents[1]

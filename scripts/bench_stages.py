@@ -17,8 +17,7 @@ import numpy as np
 
 from ranksam_ros.backends import create_backend
 from ranksam_ros.config import PipelineConfig, PromptConfig
-from ranksam_ros.data.folder import SegmentationFolder
-from ranksam_ros.demo import BUNDLED_FRAMES
+from ranksam_ros.data.folder import BUNDLED_FRAMES, SegmentationFolder
 from ranksam_ros.pipeline.pipeline import Pipeline
 from ranksam_ros.reporting import machine_description, update_section, write_json
 

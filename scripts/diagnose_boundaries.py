@@ -17,12 +17,12 @@ from PIL import Image
 from scipy import ndimage
 
 from ranksam_ros.backends import create_backend
-from ranksam_ros.backends.base import boxes_to_prompts
 from ranksam_ros.config import CAMVID_CLASSES, CAMVID_IGNORE_LABEL
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.data.segments import find_segments
+from ranksam_ros.graph.preprocess import preprocess
+from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.pipeline.postprocess import clip_to_boxes, mask_iou, upscale_logits
-from ranksam_ros.pipeline.preprocess import preprocess
 
 BANDS = (3, 5, 10)
 

@@ -31,8 +31,7 @@ from std_msgs.msg import Header
 
 from ranksam_ros.bench.fuzz import malformed_stream
 from ranksam_ros.bench.node_process import NodeProcess, fastdds_profile
-from ranksam_ros.data.folder import read_rgb
-from ranksam_ros.demo import BUNDLED_FRAMES
+from ranksam_ros.data.folder import BUNDLED_FRAMES, read_rgb
 from ranksam_ros.reporting import machine_description, update_section, write_json
 from ranksam_ros.ros.conversions import rgb_to_image
 

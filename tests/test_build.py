@@ -10,10 +10,10 @@ import torch
 from segment_anything import SamPredictor, sam_model_registry
 
 from ranksam_ros.backends.torch_backend import TorchBackend
+from ranksam_ros.graph.preprocess import preprocess
 from ranksam_ros.modeling.build import ARCH_PRESETS, build_sam, infer_official_arch
 from ranksam_ros.modeling.registry import build_model, save_model
 from ranksam_ros.pipeline.postprocess import upscale_logits
-from ranksam_ros.pipeline.preprocess import preprocess
 
 
 @pytest.mark.parametrize("name", ["vit_b", "vit_l", "vit_h"])
@@ -102,7 +102,7 @@ def _parity(model, image, points, labels, box):
     ref_box_masks, _, ref_box_low = predictor.predict(
         box=box, multimask_output=False, return_logits=True
     )
-    from ranksam_ros.backends.base import boxes_to_prompts
+    from ranksam_ros.graph.prompts import boxes_to_prompts
 
     box_coords, box_labels = boxes_to_prompts(geometry.to_input(box.reshape(2, 2)).reshape(1, 4))
     box_low, _ = backend.decode(encoded, box_coords, box_labels, multimask=False)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ranksam_ros.config import AdapterConfig, TrainConfig
+from ranksam_ros.config import SAM_PARTS, AdapterConfig, TrainConfig
 from ranksam_ros.config_loader import from_dict, load_config, parse_override, to_dict
 
 
@@ -35,7 +35,7 @@ def test_range_checks():
     with pytest.raises(ValueError, match="freeze entry='decoder'"):
         TrainConfig(freeze=("decoder",))
     with pytest.raises(ValueError, match="nothing to train"):
-        TrainConfig(freeze=("image_encoder", "prompt_encoder", "mask_decoder", "detail_head"))
+        TrainConfig(freeze=SAM_PARTS)
     with pytest.raises(ValueError, match="clean_prob"):
         from_dict(TrainConfig, {"data": {"degrade": {"clean_prob": 2.0}}})
     for bad in ([6], [], [0, 1]):

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from ranksam_ros.backends.base import boxes_to_prompts
 from ranksam_ros.backends.onnx_backend import OnnxBackend
 from ranksam_ros.backends.torch_backend import TorchBackend
 from ranksam_ros.config import TrainConfig
 from ranksam_ros.config_loader import load_config
 from ranksam_ros.deploy.export import export_model
 from ranksam_ros.deploy.trt_check import check_export
+from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.modeling.build import ARCH_PRESETS, build_sam
 from ranksam_ros.modeling.checkpoint import load_tensors, save_tensors
 from ranksam_ros.modeling.ranksam import RankSam
@@ -48,7 +48,7 @@ def test_new_head_reproduces_sam_masks(micro_model):
     image = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         coarse, iou = micro_model.decode(micro_model.encode(image), boxes=BOXES)
-        detail = model.detail(image)
+        _, detail = model.encode_with_detail(image)
         ours, ours_iou = model.decode(model.encode(image), boxes=BOXES, detail=detail)
     assert detail.shape == (1, 4, 32, 32) and ours.shape[-1] == model.arch.mask_size == 32
     assert torch.equal(ours, coarse) and torch.equal(ours_iou, iou)
@@ -58,7 +58,7 @@ def test_trained_head_changes_masks_and_needs_detail(detail_model, micro_model):
     image = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         embedding = detail_model.encode(image)
-        ours, _ = detail_model.decode(embedding, boxes=BOXES, detail=detail_model.detail(image))
+        ours, _ = detail_model.decode(embedding, boxes=BOXES, detail=detail_model.encode_with_detail(image)[1])
         coarse, _ = micro_model.decode(embedding, boxes=BOXES)
         with pytest.raises(ValueError, match="detail head"):
             detail_model.decode(embedding, boxes=BOXES)
@@ -76,7 +76,7 @@ def test_checkpoint_keeps_the_head_and_plain_arch_refuses_it(tmp_path, detail_mo
     meta["arch"]["detail_head"] = False
     forged = tmp_path / "forged.safetensors"
     save_tensors(forged, tensors, meta)
-    with pytest.raises(ValueError, match="no detail head"):
+    with pytest.raises(ValueError, match="no detail_head"):
         build_model(str(forged))
 
 
@@ -130,7 +130,7 @@ def test_onnx_export_carries_detail_and_matches_torch(tmp_path, detail_model):
     np.testing.assert_allclose(ma, mb, atol=1e-3)
     np.testing.assert_allclose(ia, ib, atol=1e-4)
     a.detail = None
-    with pytest.raises(ValueError, match="detail head"):
+    with pytest.raises(ValueError, match="per-image detail"):
         ours.decode(a, coords, labels, False)
     for version in ("8.6", "10"):
         report = check_export(out, version)

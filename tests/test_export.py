@@ -10,11 +10,11 @@ import torch
 
 from ranksam_ros.adapters.inject import inject_adapters, is_adapter_param
 from ranksam_ros.adapters.io import save_adapters
-from ranksam_ros.backends.base import boxes_to_prompts
 from ranksam_ros.backends.onnx_backend import OnnxBackend
 from ranksam_ros.backends.torch_backend import TorchBackend
 from ranksam_ros.config import AdapterConfig, PipelineConfig, PromptConfig
 from ranksam_ros.deploy.export import export_model
+from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor, save_prompt_predictor
 from ranksam_ros.modeling.registry import build_model, save_model
 from ranksam_ros.pipeline.pipeline import Pipeline
@@ -71,9 +71,9 @@ def test_onnxruntime_matches_torch(tmp_path, micro_model, adapter):
     rel = np.linalg.norm(a.embedding - b.embedding) / np.linalg.norm(b.embedding)
     assert rel < 1e-4
     assert a.active_rank == b.active_rank and a.layer_ranks == b.layer_ranks
-    np.testing.assert_allclose(
-        ours.predict_prompts(a, image), reference.predict_prompts(b, image), atol=1e-4
-    )
+    maps_a, maps_b = ours.predict_prompts(a, image), reference.predict_prompts(b, image)
+    np.testing.assert_allclose(maps_a.confidence, maps_b.confidence, atol=1e-4)
+    np.testing.assert_allclose(maps_a.class_probs, maps_b.class_probs, atol=1e-4)
     points = np.random.default_rng(1).uniform(0, 64, (7, 1, 2)).astype(np.float32)
     for coords, labels, multi in [
         (points, np.ones((7, 1), np.float32), True),

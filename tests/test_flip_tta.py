@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from ranksam_ros.backends import create_backend
-from ranksam_ros.backends.base import boxes_to_prompts
 from ranksam_ros.backends.flip_tta import FlipTTABackend, mirror_prompts, with_tta
 from ranksam_ros.backends.torch_backend import TorchBackend
 from ranksam_ros.config import NodeConfig, PipelineConfig, PromptConfig
+from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor
 from ranksam_ros.pipeline.pipeline import Pipeline
 from ranksam_ros.train.evaluate import EvalOptions, evaluate

@@ -136,8 +136,8 @@ def test_blank_frames_give_empty_results(pipeline_model, value):
 
 
 def test_fill_unassigned_takes_the_most_likely_class_only_in_holes():
+    from ranksam_ros.graph.preprocess import ResizeInfo
     from ranksam_ros.pipeline.postprocess import fill_unassigned
-    from ranksam_ros.pipeline.preprocess import ResizeInfo
 
     info = ResizeInfo(source_hw=(30, 40), resized_hw=(24, 32), input_size=32)
     probs = np.zeros((3, 4, 4), np.float32)

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from ranksam_ros.graph.preprocess import check_image, preprocess, resize_longest
 from ranksam_ros.pipeline.postprocess import bilinear_matrix, upscale_logits, upscale_to_input
-from ranksam_ros.pipeline.preprocess import check_image, preprocess, resize_longest
 
 
 @pytest.mark.parametrize("shape", [(360, 480), (480, 360), (100, 333), (64, 64)])

@@ -16,14 +16,15 @@ from onnx import TensorProto, helper
 
 from ranksam_ros.adapters.inject import inject_adapters, is_adapter_param
 from ranksam_ros.adapters.io import save_adapters
-from ranksam_ros.backends import create_backend, graph_io
+from ranksam_ros.backends import create_backend
 from ranksam_ros.config import AdapterConfig
 from ranksam_ros.deploy import trt_build
 from ranksam_ros.deploy.export import export_model
-from ranksam_ros.deploy.manifest import read_manifest, write_manifest
 from ranksam_ros.deploy.onnx_graph import fp32_nodes
 from ranksam_ros.deploy.trt_check import check_export, check_graph
 from ranksam_ros.deploy.trt_cli import add_trt_commands
+from ranksam_ros.graph import prompts as graph_prompts
+from ranksam_ros.graph.manifest import read_manifest, write_manifest
 from ranksam_ros.modeling.registry import build_model, save_model
 
 IDENTITY = {"trt_version": "10.3.0", "compute_capability": "8.7"}
@@ -372,16 +373,18 @@ def test_tensorrt_backend_without_tensorrt_gives_the_install_hint(gated_export, 
 
 
 def test_shared_prompt_logic():
-    coords, labels = graph_io.decoder_prompts(np.ones((3, 1, 2)), np.ones((3, 1)))
+    coords, labels = graph_prompts.decoder_prompts(np.ones((3, 1, 2)), np.ones((3, 1)))
     assert coords.shape == (3, 2, 2) and labels[:, -1].tolist() == [-1.0] * 3
-    box_coords, box_labels = graph_io.decoder_prompts(
+    box_coords, box_labels = graph_prompts.decoder_prompts(
         np.ones((2, 2, 2)), np.tile([2.0, 3.0], (2, 1))
     )
     assert box_coords.shape == (2, 2, 2) and box_labels.dtype == np.float32
-    masks, iou = graph_io.select_masks(np.zeros((2, 4, 8, 8)), np.arange(8.0).reshape(2, 4), True)
+    masks, iou = graph_prompts.select_masks(
+        np.zeros((2, 4, 8, 8)), np.arange(8.0).reshape(2, 4), True
+    )
     assert masks.shape == (2, 3, 8, 8) and iou[0].tolist() == [1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match=r"\(N, P, 2\)"):
-        graph_io.decoder_prompts(np.ones((2, 2)), np.ones(2))
+        graph_prompts.decoder_prompts(np.ones((2, 2)), np.ones(2))
 
 
 # --- GPU: engines against ONNX Runtime ---------------------------------------------------------
@@ -418,9 +421,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 @gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_matches_onnxruntime(gated_export, tmp_path, precision):
-    from ranksam_ros.backends.base import boxes_to_prompts
     from ranksam_ros.backends.onnx_backend import OnnxBackend
     from ranksam_ros.backends.tensorrt_backend import TensorRTBackend
+    from ranksam_ros.graph.prompts import boxes_to_prompts
 
     reference = OnnxBackend(gated_export)
     engine = TensorRTBackend(gated_export, precision=precision, cache_dir=tmp_path, max_prompts=4)

@@ -120,8 +120,9 @@ def test_prompt_stage(dataset_root, tmp_path, micro_model):
     assert all(torch.equal(frozen[k], v) for k, v in trainer.model.sam.state_dict().items())
     predictor = load_prompt_predictor(path, micro_model.arch)
     assert predictor.num_classes == 11
-    maps = predictor(torch.zeros(1, 32, 8, 8), torch.zeros(1, 3, 64, 64))
-    assert maps.shape == (1, 22, 16, 16)
+    confidence, class_probs = predictor(torch.zeros(1, 32, 8, 8), torch.zeros(1, 3, 64, 64))
+    assert confidence.shape == class_probs.shape == (1, 11, 16, 16)
+    torch.testing.assert_close(class_probs.sum(1), torch.ones(1, 16, 16))
 
 
 def _free_port() -> int:

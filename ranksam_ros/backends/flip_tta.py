@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ranksam_ros.backends.base import BOX_LABELS, Backend, Encoded
+from ranksam_ros.backends.base import Backend
 from ranksam_ros.config import TTA_MODES
+from ranksam_ros.graph.prompts import is_box_prompt
+from ranksam_ros.graph.types import Encoded, PromptMaps
 
 
 @dataclass
@@ -36,8 +38,7 @@ def mirror_prompts(coords: np.ndarray, labels: np.ndarray, size: int) -> np.ndar
     """
     mirrored = np.array(coords, np.float32, copy=True)
     mirrored[..., 0] = size - 1 - mirrored[..., 0]
-    is_box = labels.shape[1] == 2 and np.all(labels == np.asarray(BOX_LABELS, np.float32))
-    if is_box:
+    if is_box_prompt(labels):
         mirrored[:, :, 0] = mirrored[:, ::-1, 0]
     return mirrored
 
@@ -59,8 +60,8 @@ class FlipTTABackend:
         mirror = self.inner.encode(np.ascontiguousarray(image[..., ::-1]))
         return FlipEncoded(**vars(plain), mirror=mirror)
 
-    def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> np.ndarray:
-        """Per-class prompt-confidence maps of the original view ``(num_classes, g, g)``."""
+    def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> PromptMaps:
+        """Prompt maps of the original view."""
         return self.inner.predict_prompts(encoded, image)
 
     def decode(

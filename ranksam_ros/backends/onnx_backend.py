@@ -6,9 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ranksam_ros.backends import graph_io
-from ranksam_ros.backends.base import Encoded, single_threaded_numpy
-from ranksam_ros.deploy.manifest import read_manifest
+from ranksam_ros.backends.base import single_threaded_numpy
+from ranksam_ros.deploy.cache import resolve_export
+from ranksam_ros.graph import feeds as graph_feeds
+from ranksam_ros.graph import names
+from ranksam_ros.graph.manifest import read_manifest
+from ranksam_ros.graph.prompts import decoder_prompts, select_masks
+from ranksam_ros.graph.types import Encoded, PromptMaps
 
 INSTALL_HINT = "ONNX Runtime is not installed: pip install 'ranksam_ros[onnx]' (or onnxruntime-gpu)"
 
@@ -19,12 +23,6 @@ def _import_ort():
     except ImportError as exc:
         raise ImportError(INSTALL_HINT) from exc
     return onnxruntime
-
-
-def run_by_name(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run an ONNX Runtime session; its outputs keyed by their graph names."""
-    names = [output.name for output in session.get_outputs()]
-    return dict(zip(names, session.run(None, feeds)))
 
 
 class OnnxBackend:
@@ -64,43 +62,42 @@ class OnnxBackend:
                 raise ImportError("CUDA execution provider missing: pip install onnxruntime-gpu")
             providers.insert(0, "CUDAExecutionProvider")
         self.sessions = {}
-        for name in ("encoder", "prompt_predictor", "decoder"):
-            key = "encoder_int8" if (name == "encoder" and int8) else name
+        for name in (names.ENCODER, names.PROMPT_PREDICTOR, names.DECODER):
+            key = "encoder_int8" if (name == names.ENCODER and int8) else name
             if key in graphs:
                 path = str(self.export_dir / graphs[key]["file"])
                 self.sessions[name] = ort.InferenceSession(path, options, providers=providers)
-        self.decoder_inputs = [i.name for i in self.sessions["decoder"].get_inputs()]
+        self.decoder_inputs, _ = graph_feeds.graph_io(self.manifest, names.DECODER)
         self.layer_names = list(self.manifest.get("gated_layers", []))
-        self.info = graph_io.model_info(
+        self.info = graph_feeds.model_info(
             self.manifest, "onnxruntime+int8" if int8 else "onnxruntime"
         )
 
     @classmethod
     def from_model(cls, model: str, adapter: str | None = "none", threads: int = 0) -> OnnxBackend:
-        """An export directory, or a model name exported on the fly into a cache directory."""
-        if (Path(model) / "manifest.json").is_file():
-            return cls(model, threads=threads)
-        from ranksam_ros.deploy.cache import cached_export
+        """An export directory, or a shipped model name whose export is in the cache.
 
-        return cls(cached_export(model, adapter), threads=threads)
+        Never exports: a missing export is an error that names the command to run.
+        """
+        return cls(resolve_export(model, adapter), threads=threads)
 
     def encode(self, image: np.ndarray) -> Encoded:
-        graph_io.check_image(image, self.info.input_size)
-        outputs = run_by_name(self.sessions["encoder"], {"image": image})
-        return graph_io.encoded(outputs, self.layer_names)
+        graph_feeds.check_image(image, self.info.input_size)
+        outputs = graph_feeds.run_by_name(self.sessions[names.ENCODER], {names.IMAGE: image})
+        return graph_feeds.encoded(outputs, self.layer_names)
 
-    def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> np.ndarray:
-        if "prompt_predictor" not in self.sessions:
+    def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> PromptMaps:
+        if names.PROMPT_PREDICTOR not in self.sessions:
             raise RuntimeError(f"export {self.export_dir} has no prompt predictor")
-        (maps,) = self.sessions["prompt_predictor"].run(
-            None, {"embedding": encoded.embedding, "image": image}
+        feeds = {names.EMBEDDING: encoded.embedding, names.IMAGE: image}
+        return graph_feeds.prompt_maps(
+            graph_feeds.run_by_name(self.sessions[names.PROMPT_PREDICTOR], feeds)
         )
-        return maps[0]
 
     def decode(
         self, encoded: Encoded, coords: np.ndarray, labels: np.ndarray, multimask: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        coords, labels = graph_io.decoder_prompts(coords, labels)
-        feeds = graph_io.decoder_feeds(encoded, coords, labels, self.decoder_inputs)
-        masks, iou = self.sessions["decoder"].run(None, feeds)
-        return graph_io.select_masks(masks, iou, multimask)
+        coords, labels = decoder_prompts(coords, labels)
+        feeds = graph_feeds.decoder_feeds(encoded, coords, labels, self.decoder_inputs)
+        outputs = graph_feeds.run_by_name(self.sessions[names.DECODER], feeds)
+        return select_masks(outputs[names.MASKS], outputs[names.IOU], multimask)

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ranksam_ros.backends import graph_io
-from ranksam_ros.backends.base import Encoded
-from ranksam_ros.deploy.manifest import read_manifest
+from ranksam_ros.deploy.cache import resolve_export
 from ranksam_ros.deploy.trt_build import DEFAULT_PROMPTS, build_export_engines, decoder_sizes
 from ranksam_ros.deploy.trt_engine import import_tensorrt
+from ranksam_ros.graph import feeds as graph_feeds
+from ranksam_ros.graph import names
+from ranksam_ros.graph.manifest import read_manifest
+from ranksam_ros.graph.prompts import decoder_prompts, select_masks
+from ranksam_ros.graph.types import Encoded, PromptMaps
 
 
 @dataclass(frozen=True)
@@ -156,8 +159,10 @@ class TensorRTBackend:
                 for name, record in self.engines.items()
             }
         self.layer_names = list(self.manifest.get("gated_layers", []))
-        self.info = graph_io.model_info(self.manifest, f"tensorrt-{precision}")
-        self.max_prompts = self.runners["decoder"].inputs["point_coords"].max_shape[0]
+        self.info = graph_feeds.model_info(self.manifest, f"tensorrt-{precision}")
+        self.decoder_inputs, _ = graph_feeds.graph_io(self.manifest, names.DECODER)
+        decoder = self.runners[names.DECODER]
+        self.max_prompts = decoder.inputs[names.POINT_COORDS].max_shape[0]
 
     def _load(self, path: Path):
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
@@ -170,39 +175,40 @@ class TensorRTBackend:
 
     @classmethod
     def from_model(cls, model: str, adapter: str | None = "none", **kwargs) -> TensorRTBackend:
-        """An export directory, or a shipped model name exported on the fly into the cache."""
-        import_tensorrt()  # fail with the install hint before exporting anything
-        if (Path(model) / "manifest.json").is_file():
-            return cls(model, **kwargs)
-        from ranksam_ros.deploy.cache import cached_export
+        """An export directory, or a shipped model name whose export is in the cache.
 
-        return cls(cached_export(model, adapter), **kwargs)
+        Never exports: a missing export is an error that names the command to run.
+        """
+        import_tensorrt()  # fail with the install hint before anything else
+        return cls(resolve_export(model, adapter), **kwargs)
 
     def encode(self, image: np.ndarray) -> Encoded:
-        graph_io.check_image(image, self.info.input_size)
-        out = self.runners["encoder"].run({"image": image})
-        return graph_io.encoded(out, self.layer_names)
+        graph_feeds.check_image(image, self.info.input_size)
+        out = self.runners[names.ENCODER].run({names.IMAGE: image})
+        return graph_feeds.encoded(out, self.layer_names)
 
-    def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> np.ndarray:
-        if "prompt_predictor" not in self.runners:
+    def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> PromptMaps:
+        if names.PROMPT_PREDICTOR not in self.runners:
             raise RuntimeError(f"export {self.export_dir} has no prompt predictor")
-        feeds = {"embedding": encoded.embedding, "image": image}
-        return self.runners["prompt_predictor"].run(feeds)["maps"][0]
+        feeds = {names.EMBEDDING: encoded.embedding, names.IMAGE: image}
+        return graph_feeds.prompt_maps(self.runners[names.PROMPT_PREDICTOR].run(feeds))
 
     def decode(
         self, encoded: Encoded, coords: np.ndarray, labels: np.ndarray, multimask: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        coords, labels = graph_io.decoder_prompts(coords, labels)
+        coords, labels = decoder_prompts(coords, labels)
         if len(coords) == 0:
             size, k = self.info.mask_size, 3 if multimask else 1
             return np.zeros((0, k, size, size), np.float32), np.zeros((0, k), np.float32)
         masks, iou = [], []
-        runner = self.runners["decoder"]
-        inputs = list(runner.inputs)
+        runner = self.runners[names.DECODER]
         # Batches above the profile's max are split rather than rejected.
         for start in range(0, len(coords), self.max_prompts):
             chunk = slice(start, start + self.max_prompts)
-            out = runner.run(graph_io.decoder_feeds(encoded, coords[chunk], labels[chunk], inputs))
-            masks.append(out["masks"])
-            iou.append(out["iou"])
-        return graph_io.select_masks(np.concatenate(masks), np.concatenate(iou), multimask)
+            feeds = graph_feeds.decoder_feeds(
+                encoded, coords[chunk], labels[chunk], self.decoder_inputs
+            )
+            out = runner.run(feeds)
+            masks.append(out[names.MASKS])
+            iou.append(out[names.IOU])
+        return select_masks(np.concatenate(masks), np.concatenate(iou), multimask)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ranksam_ros.backends.base import BOX_LABELS, Encoded, ModelInfo, single_threaded_numpy
+from ranksam_ros.backends.base import single_threaded_numpy
+from ranksam_ros.graph.prompts import is_box_prompt
+from ranksam_ros.graph.types import Encoded, ModelInfo, PromptMaps
 from ranksam_ros.modeling.ranksam import RankSam
 
 
@@ -41,20 +43,21 @@ class TorchBackend:
     @torch.inference_mode()
     def encode(self, image: np.ndarray) -> Encoded:
         tensor = self._tensor(image)
-        embedding = self.model.encode(tensor)
+        embedding, detail = self.model.encode_with_detail(tensor)
         ranks = self.model.active_ranks()
         layer_ranks = {name: float(r.float().mean()) for name, r in ranks.items()}
         mean = float(np.mean(list(layer_ranks.values()))) if layer_ranks else None
-        detail = self.model.detail(tensor)
         detail = None if detail is None else detail.cpu().numpy()
         return Encoded(embedding.cpu().numpy(), mean, layer_ranks, detail)
 
     @torch.inference_mode()
-    def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> np.ndarray:
+    def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> PromptMaps:
         if self.model.prompt_predictor is None:
             raise RuntimeError(f"model {self.info.model_id} has no prompt predictor")
-        maps = self.model.prompt_predictor(self._tensor(encoded.embedding), self._tensor(image))
-        return maps[0].cpu().numpy()
+        confidence, class_probs = self.model.prompt_predictor(
+            self._tensor(encoded.embedding), self._tensor(image)
+        )
+        return PromptMaps(confidence[0].cpu().numpy(), class_probs[0].cpu().numpy())
 
     @torch.inference_mode()
     def decode(
@@ -63,8 +66,7 @@ class TorchBackend:
         embedding = self._tensor(encoded.embedding)
         detail = None if encoded.detail is None else self._tensor(encoded.detail)
         coords_t, labels_t = self._tensor(coords), self._tensor(labels)
-        is_box = labels.shape[1] == 2 and np.all(labels == np.asarray(BOX_LABELS, np.float32))
-        if is_box:
+        if is_box_prompt(labels):
             logits, iou = self.model.decode(
                 embedding, boxes=coords_t.reshape(-1, 4), multimask=multimask, detail=detail
             )

@@ -8,6 +8,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+# Ten CamVid val frames with labels inside the package: demo, int8 calibration, tests.
+BUNDLED_FRAMES = Path(__file__).resolve().parent.parent / "assets" / "camvid_val"
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -37,13 +39,23 @@ class SegmentationFolder:
         root: Directory holding ``images/`` and ``labels/``.
         require_labels: Fail if ``labels/`` is missing (training and evaluation need it).
         cache: Keep decoded frames in memory (CamVid train is ~190 MB).
+        sequences: Keep only frames whose name starts with one of these (e.g. ``0006R0``).
+        exclude_sequences: Drop frames whose name starts with one of these.
 
     Raises:
         FileNotFoundError: ``root`` or ``images/`` (or ``labels/`` when required) is missing.
-        ValueError: the folder is empty or an image has no label with the same stem.
+        ValueError: the folder is empty (after the sequence filters) or an image has no label
+            with the same stem.
     """
 
-    def __init__(self, root: str | Path, require_labels: bool = True, cache: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        require_labels: bool = True,
+        cache: bool = False,
+        sequences: tuple[str, ...] = (),
+        exclude_sequences: tuple[str, ...] = (),
+    ) -> None:
         self.root = Path(root)
         image_dir = self.root / "images"
         label_dir = self.root / "labels"
@@ -51,9 +63,17 @@ class SegmentationFolder:
             raise FileNotFoundError(f"{self.root}: no images/ folder")
         if require_labels and not label_dir.is_dir():
             raise FileNotFoundError(f"{self.root}: no labels/ folder")
-        self.images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.images = sorted(
+            p
+            for p in image_dir.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and (not sequences or p.stem.startswith(tuple(sequences)))
+            and not p.stem.startswith(tuple(exclude_sequences))
+        )
         if not self.images:
-            raise ValueError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
+            chosen = f" of sequences {list(sequences)}" if sequences else ""
+            left = f" outside {list(exclude_sequences)}" if exclude_sequences else ""
+            raise ValueError(f"{image_dir}: no images{chosen}{left} ({', '.join(IMAGE_SUFFIXES)})")
         self.labels: list[Path | None] = []
         for image in self.images:
             label = label_dir / f"{image.stem}.png"

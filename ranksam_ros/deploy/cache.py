@@ -1,4 +1,9 @@
-"""Exports of named models cached on disk, so engines are built once, not at every start."""
+"""Exports of shipped models kept in a cache directory, so a node can name a model, not a path.
+
+Exporting is always an explicit step: ``ranksam export --model NAME`` (without ``--out``)
+writes into the cache, and a node opts in with its ``export_if_missing`` parameter. Engines
+only *look up* the cache (:func:`resolve_export`); they never export on their own.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from ranksam_ros.deploy.manifest import MANIFEST, read_manifest
+from ranksam_ros.graph.manifest import MANIFEST, read_manifest
 
 
 def cache_root() -> Path:
@@ -15,7 +20,7 @@ def cache_root() -> Path:
 
 
 # Sources that decide what an exported graph computes: a change to any of them is a new export.
-_GRAPH_SOURCES = ("adapters", "modeling", "deploy/export.py", "deploy/onnx_graph.py")
+_GRAPH_SOURCES = ("adapters", "modeling", "graph", "deploy/export.py", "deploy/onnx_graph.py")
 
 
 def export_fingerprint(model_dir: Path) -> str:
@@ -33,25 +38,56 @@ def export_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def cached_export(model: str, adapter: str | None) -> Path:
-    """Directory holding a verified export of ``model`` + ``adapter``; exported if missing.
+def cache_dir_for(model: str, adapter: str | None) -> Path:
+    """Where the export of shipped model ``model`` + ``adapter`` lives in the cache.
 
-    The cache entry is named by model, adapter, package version and a fingerprint of the
-    weights and graph-defining sources, so edited weights or code never reuse a stale export.
-    Only names (shipped models) are cached this way; exports of files and directories go
-    where the user puts them with ``ranksam export``.
+    Named by model, adapter, package version and a fingerprint of the weights and the
+    graph-defining sources, so edited weights or code never reuse a stale export.
+
+    Raises:
+        ValueError: ``model`` is not a shipped model name.
     """
     from ranksam_ros import __version__
     from ranksam_ros.modeling.registry import resolve_model_dir, shipped_models
 
     if model not in shipped_models():
         raise ValueError(
-            f"{model!r} is not an export directory; run `ranksam export --model {model} --out DIR` "
-            "and pass DIR as the model"
+            f"{model!r} is neither an export directory nor a shipped model "
+            f"({', '.join(shipped_models()) or 'none installed'}); run "
+            f"`ranksam export --model {model} --out DIR` and pass DIR as the model"
         )
     fingerprint = export_fingerprint(resolve_model_dir(model))
-    name = f"{model}+{adapter or 'none'}-v{__version__}-{fingerprint}"
-    target = cache_root() / "exports" / name
+    return cache_root() / "exports" / f"{model}+{adapter or 'none'}-v{__version__}-{fingerprint}"
+
+
+def export_command(model: str, adapter: str | None) -> str:
+    """The command that writes the cached export of ``model`` + ``adapter``."""
+    return f"ranksam export --model {model} --adapter {adapter or 'none'}"
+
+
+def resolve_export(model: str, adapter: str | None) -> Path:
+    """The export directory to run: ``model`` itself, or the cached export of a shipped model.
+
+    Raises:
+        FileNotFoundError: a shipped model without a cached export (the message names the
+            export command; nothing is exported here).
+        ValueError: ``model`` is neither an export directory nor a shipped model.
+    """
+    if (Path(model) / MANIFEST).is_file():
+        return Path(model)
+    target = cache_dir_for(model, adapter)
+    if not (target / MANIFEST).is_file():
+        raise FileNotFoundError(
+            f"no ONNX export of {model}+{adapter or 'none'} for this version: run "
+            f"`{export_command(model, adapter)}` (writes {target}), pass an export directory "
+            "as the model, or set the node parameter export_if_missing:=true"
+        )
+    return target
+
+
+def cached_export(model: str, adapter: str | None) -> Path:
+    """Export shipped ``model`` + ``adapter`` into the cache unless it is there; its directory."""
+    target = cache_dir_for(model, adapter)
     if (target / MANIFEST).is_file():
         read_manifest(target)
         return target

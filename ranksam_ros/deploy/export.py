@@ -14,10 +14,10 @@ import torch
 
 from ranksam_ros.adapters.inject import adapter_layers, merge_adapters
 from ranksam_ros.config_loader import to_dict
-from ranksam_ros.deploy.manifest import write_manifest
+from ranksam_ros.graph.manifest import write_manifest
+from ranksam_ros.graph.names import DECODER_DYNAMIC_AXES
 from ranksam_ros.modeling.build import arch_to_dict
 from ranksam_ros.modeling.export_wrappers import (
-    DECODER_DYNAMIC_AXES,
     DecoderGraph,
     EncoderGraph,
     PromptPredictorGraph,
@@ -104,7 +104,7 @@ def _export_all(
     graphs = {}
     _export(EncoderGraph(model), (image,), out / "encoder.onnx", names["encoder"], opset)
     graphs["encoder"] = {"file": "encoder.onnx", **names["encoder"], "dynamic_axes": {}}
-    embedding = model.encode(image)
+    embedding, detail = model.encode_with_detail(image)
     if model.prompt_predictor is not None:
         _export(
             PromptPredictorGraph(model),
@@ -120,7 +120,6 @@ def _export_all(
         }
     coords = torch.rand(2, 3, 2) * arch.img_size
     labels = torch.tensor([[1.0, 0.0, -1.0], [2.0, 3.0, -1.0]])
-    detail = model.detail(image)
     _export(
         DecoderGraph(model),
         (embedding, coords, labels) + (() if detail is None else (detail,)),

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ranksam_ros.backends import graph_io
-from ranksam_ros.backends.onnx_backend import run_by_name
+from ranksam_ros.graph import feeds as graph_feeds
+from ranksam_ros.graph import names
+from ranksam_ros.graph.prompts import boxes_to_prompts
 
 MIN_MASK_IOU = 0.95
 PARITY_FRAMES = 3
@@ -34,16 +35,15 @@ def _sessions(out: Path, manifest: dict):
 
 def _encode(session, tensor: np.ndarray):
     """Run an encoder session -> :class:`Encoded` (gate ranks are not needed here)."""
-    return graph_io.encoded(run_by_name(session, {"image": tensor}), [])
+    return graph_feeds.encoded(graph_feeds.run_by_name(session, {names.IMAGE: tensor}), [])
 
 
 def _frame_inputs(manifest: dict):
     """Preprocessed bundled frames and the boxes of their largest segments (input pixels)."""
-    from ranksam_ros.config import CAMVID_IGNORE_LABEL
-    from ranksam_ros.data.folder import SegmentationFolder
+    from ranksam_ros.config import CAMVID_CLASSES, CAMVID_IGNORE_LABEL
+    from ranksam_ros.data.folder import BUNDLED_FRAMES, SegmentationFolder
     from ranksam_ros.data.segments import find_segments
-    from ranksam_ros.demo import BUNDLED_FRAMES
-    from ranksam_ros.pipeline.preprocess import preprocess
+    from ranksam_ros.graph.preprocess import preprocess
 
     folder = SegmentationFolder(BUNDLED_FRAMES)
     for index in range(PARITY_FRAMES):
@@ -51,9 +51,11 @@ def _frame_inputs(manifest: dict):
         tensor, geometry = preprocess(
             image, manifest["input_size"], manifest["pixel_mean"], manifest["pixel_std"]
         )
-        segments = sorted(find_segments(label, 11, 64, CAMVID_IGNORE_LABEL), key=lambda s: -s.area)
+        # The bundled frames are CamVid's: their labels use its classes.
+        segments = find_segments(label, len(CAMVID_CLASSES), 64, CAMVID_IGNORE_LABEL)
+        segments = sorted(segments, key=lambda s: -s.area)
         boxes = np.array([s.box for s in segments[:PARITY_BOXES]], np.float64).reshape(-1, 2)
-        yield tensor, geometry.to_input(boxes).reshape(-1, 2, 2).astype(np.float32)
+        yield tensor, geometry.to_input(boxes).reshape(-1, 4)
 
 
 def _untangle(model):
@@ -107,9 +109,11 @@ def quantize_encoder(out: Path, manifest: dict) -> dict:
                 np.dot(emb32.ravel(), emb8.ravel()) / (np.linalg.norm(emb32) * np.linalg.norm(emb8))
             )
         )
-        labels = np.tile(np.array([2.0, 3.0], np.float32), (len(boxes), 1))
+        coords, labels = boxes_to_prompts(boxes)
         masks = [
-            decoder.run(None, graph_io.decoder_feeds(enc, boxes, labels, decoder_inputs))[0][:, 0]
+            graph_feeds.run_by_name(
+                decoder, graph_feeds.decoder_feeds(enc, coords, labels, decoder_inputs)
+            )[names.MASKS][:, 0]
             > 0
             for enc in (enc32, enc8)
         ]

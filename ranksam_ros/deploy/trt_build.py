@@ -21,9 +21,9 @@ from pathlib import Path
 import onnx
 
 from ranksam_ros.deploy.cache import cache_root
-from ranksam_ros.deploy.manifest import sha256_file
 from ranksam_ros.deploy.trt_check import TRT_GRAPHS
 from ranksam_ros.deploy.trt_engine import Profile, Shape, runtime_identity
+from ranksam_ros.graph.manifest import sha256_file
 
 log = logging.getLogger("ranksam_ros.tensorrt")
 
@@ -270,7 +270,7 @@ def build_export_engines(
         **options: ``trt_version``, ``compute_capability``, ``builder`` for
             :func:`build_engine`.
     """
-    from ranksam_ros.deploy.manifest import read_manifest
+    from ranksam_ros.graph.manifest import read_manifest
 
     export_dir = Path(export_dir)
     manifest = read_manifest(export_dir)

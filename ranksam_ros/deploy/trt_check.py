@@ -18,7 +18,6 @@ import onnx
 from onnx import helper, shape_inference
 
 from ranksam_ros.deploy import trt_ops
-from ranksam_ros.deploy.manifest import read_manifest
 from ranksam_ros.deploy.onnx_graph import (
     constant_names,
     consumers,
@@ -26,6 +25,7 @@ from ranksam_ros.deploy.onnx_graph import (
     probe_shapes,
     value_tainted_shape_inputs,
 )
+from ranksam_ros.graph.manifest import read_manifest
 
 # Graphs TensorRT builds engines from; ORT-only graphs (the int8 encoder) are skipped.
 TRT_GRAPHS = ("encoder", "prompt_predictor", "decoder")

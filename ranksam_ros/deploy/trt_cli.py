@@ -97,9 +97,9 @@ def trtexec_commands(export_dir: str | Path, precision: str, sizes: dict) -> lis
     """
     import onnx
 
-    from ranksam_ros.deploy.manifest import read_manifest
     from ranksam_ros.deploy.onnx_graph import fp32_nodes
     from ranksam_ros.deploy.trt_build import export_profiles
+    from ranksam_ros.graph.manifest import read_manifest
 
     export_dir = Path(export_dir)
     manifest = read_manifest(export_dir)

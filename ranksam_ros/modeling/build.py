@@ -19,7 +19,8 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
-from ranksam_ros.config import SamArchConfig
+from ranksam_ros.config import CAMVID_CLASSES, SamArchConfig
+from ranksam_ros.modeling.conv_encoder import ConvImageEncoder
 
 
 def _official(embed_dim: int, depth: int, heads: int, global_idx: tuple[int, ...]) -> SamArchConfig:
@@ -70,6 +71,25 @@ ARCH_PRESETS: dict[str, SamArchConfig] = {
     "tiny384-detail": SamArchConfig(img_size=384, patch_size=16, window_size=6, detail_head=True),
     # 512 px, 32x32 tokens, 128x128 masks: finer still, about 4x the cost of `tiny`.
     "tiny512": SamArchConfig(img_size=512, patch_size=16, window_size=8),
+    # Foundation 2: the convolutional encoder (residual CNN + ConvNeXt context blocks) at
+    # 384 px, stride-4 features for the mask path, and a dense CamVid semantic head.
+    "conv384": SamArchConfig(
+        encoder="conv", img_size=384, patch_size=16, semantic_classes=CAMVID_CLASSES
+    ),
+    # Smallest conv model, for unit tests and smoke runs only.
+    "micro-conv": SamArchConfig(
+        encoder="conv",
+        img_size=64,
+        patch_size=16,
+        out_chans=32,
+        conv_widths=(8, 16, 32),
+        conv_depths=(1, 1, 2),
+        decoder_mlp_dim=64,
+        decoder_heads=2,
+        iou_head_hidden_dim=32,
+        mask_in_chans=4,
+        semantic_classes=("a", "b", "c"),
+    ),
 }
 
 
@@ -83,18 +103,17 @@ def arch_preset(name: str) -> SamArchConfig:
         ) from None
 
 
-def build_sam(arch: SamArchConfig) -> Sam:
-    """Instantiate segment-anything's ``Sam`` with randomly initialised weights.
-
-    Args:
-        arch: Architecture numbers.
-
-    Returns:
-        ``Sam`` whose encoder maps ``(B, 3, S, S)`` to ``(B, out_chans, S/p, S/p)`` and whose
-        decoder returns ``(N, 1|3, 4S/p, 4S/p)`` mask logits.
-    """
-    grid = arch.embedding_size
-    encoder = ImageEncoderViT(
+def _image_encoder(arch: SamArchConfig) -> torch.nn.Module:
+    """SAM's ViT (official numbers for vit_b/l/h) or the convolutional encoder."""
+    if arch.encoder == "conv":
+        return ConvImageEncoder(
+            img_size=arch.img_size,
+            widths=tuple(arch.conv_widths),
+            depths=tuple(arch.conv_depths),
+            out_chans=arch.out_chans,
+            fine_chans=arch.out_chans // 8,
+        )
+    return ImageEncoderViT(
         img_size=arch.img_size,
         patch_size=arch.patch_size,
         embed_dim=arch.embed_dim,
@@ -108,6 +127,20 @@ def build_sam(arch: SamArchConfig) -> Sam:
         global_attn_indexes=tuple(arch.global_attn_indexes),
         window_size=arch.window_size,
     )
+
+
+def build_sam(arch: SamArchConfig) -> Sam:
+    """Instantiate segment-anything's ``Sam`` with randomly initialised weights.
+
+    Args:
+        arch: Architecture numbers.
+
+    Returns:
+        ``Sam`` whose encoder maps ``(B, 3, S, S)`` to ``(B, out_chans, S/p, S/p)`` and whose
+        decoder returns ``(N, 1|3, 4S/p, 4S/p)`` mask logits.
+    """
+    grid = arch.embedding_size
+    encoder = _image_encoder(arch)
     prompt_encoder = PromptEncoder(
         embed_dim=arch.out_chans,
         image_embedding_size=(grid, grid),

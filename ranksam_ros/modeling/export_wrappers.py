@@ -14,35 +14,13 @@ from torch import nn
 
 from ranksam_ros.adapters.gated_rank import GatedRankLinear
 from ranksam_ros.adapters.inject import adapter_layers
-from ranksam_ros.backends.graph_io import DETAIL
+from ranksam_ros.graph import names
 from ranksam_ros.modeling.ranksam import RankSam
-
-# One place for graph IO names; the runtime backends read them from the manifest.
-IO_NAMES = {
-    "encoder": {"inputs": ["image"], "outputs": ["embedding", "layer_ranks"]},
-    "prompt_predictor": {"inputs": ["embedding", "image"], "outputs": ["maps"]},
-    "decoder": {
-        "inputs": ["embedding", "point_coords", "point_labels"],
-        "outputs": ["masks", "iou"],
-    },
-}
 
 
 def io_names(model: RankSam) -> dict[str, dict[str, list[str]]]:
-    """Graph IO names of ``model``: :data:`IO_NAMES`, plus ``detail`` with a detail head."""
-    names = {graph: {k: list(v) for k, v in io.items()} for graph, io in IO_NAMES.items()}
-    if model.detail_head is not None:
-        names["encoder"]["outputs"].append(DETAIL)
-        names["decoder"]["inputs"].append(DETAIL)
-    return names
-
-
-DECODER_DYNAMIC_AXES = {
-    "point_coords": {0: "prompts", 1: "points"},
-    "point_labels": {0: "prompts", 1: "points"},
-    "masks": {0: "prompts"},
-    "iou": {0: "prompts"},
-}
+    """Graph IO names of ``model`` (the contract's, ``detail`` when its decoder takes it)."""
+    return names.io_names(model.detail_head is not None or model.fine_features)
 
 
 def gated_layers(model: RankSam) -> list[tuple[str, GatedRankLinear]]:
@@ -66,17 +44,16 @@ class EncoderGraph(nn.Module):
         self.gated = [layer for _, layer in gated_layers(model)]
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        embedding = self.model.encode(image)
+        embedding, detail = self.model.encode_with_detail(image)
         if not self.gated:
             ranks = torch.full((image.shape[0], 1), -1.0)
         else:
             ranks = torch.stack([layer.gates.sum(-1) for layer in self.gated], dim=1)
-        detail = self.model.detail(image)
         return (embedding, ranks) if detail is None else (embedding, ranks, detail)
 
 
 class PromptPredictorGraph(nn.Module):
-    """``embedding``, ``image`` -> ``maps (1, 2C, G, G)`` (confidences, class probabilities)."""
+    """``embedding``, ``image`` -> ``confidence``, ``class_probs`` (each ``(1, C, G, G)``)."""
 
     def __init__(self, model: RankSam) -> None:
         super().__init__()
@@ -84,7 +61,9 @@ class PromptPredictorGraph(nn.Module):
             raise ValueError(f"model {model.model_id} has no prompt predictor to export")
         self.predictor = model.prompt_predictor
 
-    def forward(self, embedding: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, embedding: torch.Tensor, image: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.predictor(embedding, image)
 
 

@@ -90,12 +90,14 @@ class PromptPredictor(nn.Module):
             rgb = F.interpolate(rgb, (grid, grid), mode="bilinear", align_corners=False)
         return self.head(self.trunk(torch.cat([emb, rgb], dim=1)))
 
-    def forward(self, embedding: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """``(B, 2C, G, G)``: sigmoid prompt confidences, then softmax class probabilities."""
+    def forward(
+        self, embedding: torch.Tensor, image: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sigmoid prompt confidences and softmax class probabilities, each ``(B, C, G, G)``."""
         logits = self.forward_logits(embedding, image)
         confidence = torch.sigmoid(logits[:, : self.num_classes])
         classes = torch.softmax(logits[:, self.num_classes :], dim=1)
-        return torch.cat([confidence, classes], dim=1)
+        return confidence, classes
 
 
 def build_prompt_predictor(arch: SamArchConfig, class_names: tuple[str, ...]) -> PromptPredictor:

@@ -7,14 +7,32 @@ from pixel detail by :class:`DetailHead`, the only numerics of the wrapper's own
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from segment_anything.modeling import Sam
 from torch import nn
 
 from ranksam_ros.adapters.inject import active_ranks
-from ranksam_ros.backends.graph_io import select_masks
 from ranksam_ros.config import AdapterConfig, SamArchConfig
+from ranksam_ros.graph.prompts import select_masks
 from ranksam_ros.modeling.detail_head import DetailHead, build_detail_head, decoder_internals
+from ranksam_ros.modeling.semantic_head import SemanticHead
+
+
+@contextmanager
+def fine_fusion(decoder: nn.Module, fine: torch.Tensor):
+    """Add stride-4 encoder features to the decoder's upscaled embedding inside the block.
+
+    SAM's masks are dot products of mask tokens with ``output_upscaling``'s result
+    ``(N, C', m, m)``; adding the image's fine features ``(1, C', m, m)`` there lets every mask
+    see pixel detail the 16-pixel tokens lost. A forward hook, so SAM's code is untouched.
+    """
+    handle = decoder.output_upscaling.register_forward_hook(lambda _m, _i, out: out + fine)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 class RankSam(nn.Module):
@@ -36,6 +54,21 @@ class RankSam(nn.Module):
         self.detail_head: DetailHead | None = (
             build_detail_head(sam.mask_decoder) if arch.detail_head else None
         )
+        self.semantic_head: SemanticHead | None = None
+        if arch.semantic_classes:
+            self.semantic_head = SemanticHead(
+                arch.out_chans, arch.out_chans // 8, len(arch.semantic_classes)
+            )
+
+    @property
+    def fine_features(self) -> bool:
+        """True when the encoder hands stride-4 features to the mask decoder."""
+        return self.arch.encoder == "conv"
+
+    def heads(self) -> dict[str, nn.Module]:
+        """Modules beside SAM that the model file stores, by name (their key prefix)."""
+        found = {"detail_head": self.detail_head, "semantic_head": self.semantic_head}
+        return {name: module for name, module in found.items() if module is not None}
 
     @property
     def image_encoder(self) -> nn.Module:
@@ -52,15 +85,32 @@ class RankSam(nn.Module):
         """
         return self.sam.image_encoder(images)
 
-    def detail(self, images: torch.Tensor) -> torch.Tensor | None:
-        """Pixel-detail features of the detail head ``(B, C', m, m)``; None without the head.
+    def encode_with_detail(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Embedding and the per-image detail the decoder needs (None when it needs none).
 
         Args:
             images: Normalised, padded input ``(B, 3, S, S)``.
+
+        Returns:
+            ``(B, C, g, g)`` and ``(B, C', m, m)``: the conv encoder's fine features, or the
+            detail head's, or None.
         """
+        if self.fine_features:
+            return self.sam.image_encoder.forward_features(images)
+        embedding = self.sam.image_encoder(images)
         if self.detail_head is None:
-            return None
-        return self.detail_head.image_features(images, self.arch.mask_size)
+            return embedding, None
+        return embedding, self.detail_head.image_features(images, self.arch.mask_size)
+
+    def semantic_logits(self, embedding: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
+        """Dense class logits ``(B, K, m, m)`` of the semantic head.
+
+        Raises:
+            ValueError: the model has no semantic head.
+        """
+        if self.semantic_head is None:
+            raise ValueError(f"model {self.model_id} has no semantic head")
+        return self.semantic_head(embedding, detail)
 
     def decode(
         self,
@@ -114,6 +164,11 @@ class RankSam(nn.Module):
             "sparse_prompt_embeddings": sparse,
             "dense_prompt_embeddings": dense,
         }
+        if self.fine_features:
+            if detail is None:
+                raise ValueError(f"model {self.model_id} adds fine features: pass detail=")
+            with fine_fusion(decoder, detail):
+                return decoder.predict_masks(**args)
         if self.detail_head is None:
             return decoder.predict_masks(**args)
         if detail is None:

@@ -25,8 +25,8 @@ from ranksam_ros.modeling.ranksam import RankSam
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 MODEL_FILE = "model.safetensors"
+HEAD_NAMES = ("detail_head", "semantic_head")  # modules beside SAM in a model file
 ADAPTER_DIR = "adapters"
-DETAIL_HEAD_PREFIX = "detail_head."
 
 
 def shipped_models() -> list[str]:
@@ -55,8 +55,8 @@ def save_model(path: str | Path, model: RankSam, info: dict | None = None) -> No
     state = {k: v for k, v in model.sam.state_dict().items() if not is_adapter_param(k)}
     if any(".base." in k for k in state):
         raise ValueError("save the base model before injecting adapters")
-    if model.detail_head is not None:
-        state.update({DETAIL_HEAD_PREFIX + k: v for k, v in model.detail_head.state_dict().items()})
+    for name, head in model.heads().items():
+        state.update({f"{name}.{k}": v for k, v in head.state_dict().items()})
     save_tensors(path, state, {"kind": "sam", "arch": arch_to_dict(model.arch), "info": info or {}})
 
 
@@ -68,21 +68,18 @@ def _load_checkpoint_file(path: Path) -> RankSam:
         load_state_strict(sam, state, str(path))
         return RankSam(sam, ARCH_PRESETS[name], f"{name}:{path.stem}")
     tensors, meta = load_tensors(path, "sam")
-    arch = from_dict(SamArchConfig, meta["arch"], "arch")
-    head = {
-        k[len(DETAIL_HEAD_PREFIX) :]: tensors.pop(k)
-        for k in list(tensors)
-        if k.startswith(DETAIL_HEAD_PREFIX)
-    }
+    arch = from_dict(SamArchConfig, meta["arch"], f"{path}: arch")
     sam = build_sam(arch)
-    load_state_strict(sam, tensors, str(path))
     model = RankSam(sam, arch, path.stem)
-    if model.detail_head is not None:
-        load_state_strict(model.detail_head, head, f"{path} (detail head)")
-    elif head:
-        raise ValueError(
-            f"{path}: detail-head weights in a checkpoint whose arch has no detail head"
-        )
+    heads = model.heads()
+    for name in HEAD_NAMES:
+        prefix = f"{name}."
+        part = {k[len(prefix) :]: tensors.pop(k) for k in list(tensors) if k.startswith(prefix)}
+        if name in heads:
+            load_state_strict(heads[name], part, f"{path} ({name})")
+        elif part:
+            raise ValueError(f"{path}: {name} weights in a checkpoint whose arch has no {name}")
+    load_state_strict(sam, tensors, str(path))
     return model
 
 

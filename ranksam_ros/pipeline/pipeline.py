@@ -14,8 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ranksam_ros.backends.base import Backend, Encoded, boxes_to_prompts
+from ranksam_ros.backends.base import Backend
 from ranksam_ros.config import PipelineConfig
+from ranksam_ros.graph.preprocess import ResizeInfo, check_image, preprocess
+from ranksam_ros.graph.prompts import boxes_to_prompts
+from ranksam_ros.graph.types import Encoded, PromptMaps
 from ranksam_ros.pipeline.postprocess import (
     clip_to_boxes,
     fill_unassigned,
@@ -23,8 +26,13 @@ from ranksam_ros.pipeline.postprocess import (
     paint_labels,
     upscale_logits,
 )
-from ranksam_ros.pipeline.preprocess import ResizeInfo, check_image, preprocess
-from ranksam_ros.pipeline.prompts import Candidates, Decoded, decode_with_deletion, find_peaks
+from ranksam_ros.pipeline.prompts import (
+    Candidates,
+    Decoded,
+    DecodedMask,
+    decode_with_deletion,
+    find_peaks,
+)
 from ranksam_ros.pipeline.result import UNASSIGNED, Instance, Segmentation
 
 
@@ -51,26 +59,8 @@ class EncodedFrame:
     tensor: np.ndarray
     geometry: ResizeInfo
     encoded: Encoded
-    maps: np.ndarray | None = None  # (2C, G, G) confidences + class probabilities
+    maps: PromptMaps | None = None
     timings_ms: dict[str, float] | None = None
-
-
-def _merge(first: Candidates, first_decoded: Decoded, second: Candidates, second_decoded: Decoded):
-    """Concatenate two candidate lists and their decodings (indices of the second shifted)."""
-    if not len(first):
-        return second, second_decoded
-    offset = len(first)
-    merged = Decoded(
-        logits=first_decoded.logits + second_decoded.logits,
-        masks=first_decoded.masks + second_decoded.masks,
-        pred_iou=first_decoded.pred_iou + second_decoded.pred_iou,
-        boxes=first_decoded.boxes + [np.full(4, np.nan)] * len(second_decoded.logits),
-        prompt_index=first_decoded.prompt_index + [i + offset for i in second_decoded.prompt_index],
-        tried=first_decoded.tried + [i + offset for i in second_decoded.tried],
-        decoded=first_decoded.decoded + second_decoded.decoded,
-        deleted=first_decoded.deleted + second_decoded.deleted,
-    )
-    return Candidates.concat(first, second), merged
 
 
 class _Timer:
@@ -142,20 +132,20 @@ class Pipeline:
         if prompts is not None:
             with timer.stage("decoder"):
                 candidates, decoded = self._decode_given(frame, prompts)
+        given = len(candidates)
         if auto:
             if frame.maps is None:
                 raise RuntimeError(f"model {self.backend.info.model_id} has no prompt predictor")
             with timer.stage("prompts"):
                 found = find_peaks(
-                    frame.maps[: len(self.class_names)], self.cfg.prompts, frame.geometry.input_size
+                    frame.maps.confidence, self.cfg.prompts, frame.geometry.input_size
                 )
                 found = self._outside(found, decoded)
             with timer.stage("decoder"):
-                candidates, decoded = _merge(
-                    candidates, decoded, found, self._decode_auto(frame, found)
-                )
+                decoded = decoded.followed_by(self._decode_auto(frame, found), given)
+                candidates = Candidates.concat(candidates, found)
         with timer.stage("postprocess"):
-            result = self._assemble(frame, candidates, decoded)
+            result = self._assemble(frame, candidates, decoded, given)
             if self.cfg.fill_semantic:
                 result.semantic = self.dense_semantic(frame, result.semantic)
         result.candidates = len(candidates)
@@ -171,18 +161,17 @@ class Pipeline:
         """
         if frame.maps is None:
             return semantic
-        probs = frame.maps[len(self.class_names) :]
-        return fill_unassigned(semantic, probs, frame.geometry, UNASSIGNED)
+        return fill_unassigned(semantic, frame.maps.class_probs, frame.geometry, UNASSIGNED)
 
     def _outside(self, found: Candidates, decoded: Decoded) -> Candidates:
         """Automatic candidates not inside a mask of a given prompt."""
-        if not decoded.masks or not len(found):
+        if not decoded.accepted or not len(found):
             return found
         info = self.backend.info
         cells = np.clip(
             (found.xy * info.mask_size / info.input_size).astype(np.int64), 0, info.mask_size - 1
         )
-        covered = np.any([mask[cells[:, 1], cells[:, 0]] for mask in decoded.masks], axis=0)
+        covered = np.any([m.mask[cells[:, 1], cells[:, 0]] for m in decoded.accepted], axis=0)
         return found.subset(np.flatnonzero(~covered))
 
     def _decode_auto(self, frame: EncodedFrame, candidates: Candidates) -> Decoded:
@@ -249,19 +238,17 @@ class Pipeline:
                 geometry.to_input(boxes.reshape(-1, 2)).reshape(-1, 4)
             )
             outputs.append(self.backend.decode(frame.encoded, coords, labels, False))
-        prompt_boxes = np.concatenate([np.full((len(points), 4), np.nan), boxes])
+        prompt_boxes = [None] * len(points) + list(boxes)
         cuts = self._cuts(prompt_boxes)
         for logits, iou in outputs:
             best = np.argmax(iou, axis=1)
             for lg, score in zip(
                 logits[np.arange(len(best)), best], iou[np.arange(len(best)), best]
             ):
-                index = len(decoded.prompt_index)
-                decoded.boxes.append(prompt_boxes[index])
-                decoded.logits.append(lg)
-                decoded.masks.append(lg > cuts[index])
-                decoded.pred_iou.append(float(score))
-                decoded.prompt_index.append(index)
+                index = len(decoded.accepted)
+                decoded.accepted.append(
+                    DecodedMask(index, lg, lg > cuts[index], float(score), prompt_boxes[index])
+                )
         decoded.decoded = count
         decoded.tried = list(range(count))
         if self.cfg.clip_to_box and len(boxes):
@@ -275,29 +262,30 @@ class Pipeline:
         be published, not their spill over the box edges.
         """
         info = self.backend.info
-        corners = np.stack(decoded.boxes)  # a new array: safe to shift in place
+        corners = _box_array([m.box for m in decoded.accepted])  # a new array: safe to shift
         corners[:, 2:] += 1.0  # pixel-inclusive last pixel -> its far edge
         cells = geometry.to_input(corners.reshape(-1, 2)).reshape(-1, 4)
         cells *= info.mask_size / info.input_size  # NaN rows (points) stay NaN
-        decoded.masks = list(clip_to_boxes(np.stack(decoded.masks), cells))
+        clipped = clip_to_boxes(np.stack([m.mask for m in decoded.accepted]), cells)
+        for record, mask in zip(decoded.accepted, clipped):
+            record.mask = mask
 
-    def _cuts(self, boxes: np.ndarray | None) -> np.ndarray:
-        """Per-mask logit cut ``(K,)`` (or ``(1,)`` for point prompts only).
+    def _cuts(self, boxes: list[np.ndarray | None]) -> np.ndarray:
+        """Per-mask logit cut ``(K,)``.
 
-        ``box_mask_threshold`` for box prompts (rows of ``boxes`` without NaN),
-        ``mask_threshold`` for point prompts; ``boxes`` None means points only.
+        ``box_mask_threshold`` where the prompt was a box, ``mask_threshold`` where it was a
+        point (``None``).
         """
-        if boxes is None:
-            return np.full(1, self.cfg.mask_threshold, np.float32)
-        is_box = ~np.isnan(boxes[:, 0])
+        is_box = np.array([box is not None for box in boxes], bool)
         return np.where(is_box, self.cfg.box_mask_threshold, self.cfg.mask_threshold)
 
     def _assemble(
-        self, frame: EncodedFrame, candidates: Candidates, decoded: Decoded
+        self, frame: EncodedFrame, candidates: Candidates, decoded: Decoded, given: int
     ) -> Segmentation:
         cfg, geometry = self.cfg, frame.geometry
         result = Segmentation.empty(geometry.source_hw)
-        used = np.asarray(decoded.prompt_index, np.int64)
+        accepted = decoded.accepted
+        used = np.asarray([m.prompt_index for m in accepted], np.int64)
         tried = np.asarray(decoded.tried, np.int64)
         result.prompts_xy = (
             geometry.to_source(candidates.xy[tried]) if len(tried) else np.zeros((0, 2))
@@ -306,18 +294,18 @@ class Pipeline:
         result.prompt_scores = candidates.scores[tried]
         if not len(used):
             return result
-        pred_iou = np.asarray(decoded.pred_iou, np.float32)
+        pred_iou = np.asarray([m.pred_iou for m in accepted], np.float32)
         scores = pred_iou * candidates.scores[used]
-        keep = mask_nms(np.stack(decoded.masks), scores, cfg.nms_iou)
+        keep = mask_nms(np.stack([m.mask for m in accepted]), scores, cfg.nms_iou)
         result.duplicates = len(used) - len(keep)
         keep = keep[scores[keep] >= cfg.score_threshold][: cfg.max_instances]
         if not len(keep):
             return result
-        logits = np.stack([decoded.logits[i] for i in keep])
-        boxes = np.stack([decoded.boxes[i] for i in keep]) if decoded.boxes else None
+        logits = np.stack([accepted[i].logits for i in keep])
+        boxes = [accepted[i].box for i in keep]
         masks = upscale_logits(logits, geometry) > self._cuts(boxes)[:, None, None]
-        if cfg.clip_to_box and boxes is not None:
-            clip_to_boxes(masks, boxes)
+        if cfg.clip_to_box and any(box is not None for box in boxes):
+            clip_to_boxes(masks, _box_array(boxes))
         classes = self._classes(frame, candidates.classes[used[keep]], logits)
         instances = []
         for order, i in enumerate(keep):
@@ -342,6 +330,8 @@ class Pipeline:
                     mask=mask,
                     prompt_xy=(float(prompt[0]), float(prompt[1])),
                     prompt_score=float(candidates.scores[used[i]]),
+                    prompt_index=int(used[i]),
+                    prompt_given=bool(used[i] < given),
                 )
             )
         result.instances = instances
@@ -364,12 +354,24 @@ class Pipeline:
         """Class per kept mask: the prompt's, or the class probabilities pooled over the mask."""
         if self.cfg.prompts.class_source == "prompt" or frame.maps is None:
             return prompt_classes
-        probs = frame.maps[len(self.class_names) :]  # (C, G, G)
-        grid = probs.shape[-1]
-        factor = logits.shape[-1] // grid
-        soft = 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))
-        weights = soft.reshape(len(logits), grid, factor, grid, factor).mean(axis=(2, 4))
-        pooled = np.einsum("ngh,cgh->nc", weights, probs) / np.maximum(
-            weights.sum(axis=(1, 2))[:, None], 1e-6
-        )
-        return np.argmax(pooled, axis=1)
+        return np.argmax(pool_class_probs(frame.maps.class_probs, logits), axis=1)
+
+
+def pool_class_probs(class_probs: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Class probabilities averaged over each soft mask: ``(C, G, G)``, ``(N, m, m)`` -> ``(N, C)``.
+
+    The mask-to-class rule of the pipeline and of the grid baseline: each cell of the class
+    map counts with the mean mask probability over the mask cells it covers.
+    """
+    grid = class_probs.shape[-1]
+    factor = logits.shape[-1] // grid
+    soft = 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))
+    weights = soft.reshape(len(logits), grid, factor, grid, factor).mean(axis=(2, 4))
+    return np.einsum("ngh,cgh->nc", weights, class_probs) / np.maximum(
+        weights.sum(axis=(1, 2))[:, None], 1e-6
+    )
+
+
+def _box_array(boxes: list[np.ndarray | None]) -> np.ndarray:
+    """Prompt boxes ``(K, 4)`` float64, NaN rows for point prompts."""
+    return np.array([np.full(4, np.nan) if box is None else box for box in boxes], np.float64)

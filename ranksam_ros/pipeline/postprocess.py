@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ranksam_ros.pipeline.preprocess import ResizeInfo
+from ranksam_ros.graph.preprocess import ResizeInfo
 
 
 @lru_cache(maxsize=64)

@@ -101,18 +101,52 @@ def find_peaks(maps: np.ndarray, cfg: PromptConfig, input_size: int) -> Candidat
 
 
 @dataclass
-class Decoded:
-    """Masks accepted during decoding (low resolution, network-input frame)."""
+class DecodedMask:
+    """One accepted mask (low resolution, network-input frame).
 
-    logits: list[np.ndarray] = field(default_factory=list)  # each (m, m)
-    masks: list[np.ndarray] = field(default_factory=list)  # each (m, m) bool
-    pred_iou: list[float] = field(default_factory=list)
-    prompt_index: list[int] = field(default_factory=list)
-    # Source-pixel box of each accepted mask's prompt (NaNs for points): masks are clipped to it.
-    boxes: list[np.ndarray] = field(default_factory=list)
-    tried: list[int] = field(default_factory=list)  # every decoded candidate, in order
+    Attributes:
+        prompt_index: Index of the candidate prompt that made it.
+        logits: ``(m, m)`` mask logits.
+        mask: ``(m, m)`` bool, the logits above the prompt type's cut.
+        pred_iou: The decoder's IoU estimate.
+        box: Source-pixel box of a box prompt (the mask is clipped to it); None for points.
+    """
+
+    prompt_index: int
+    logits: np.ndarray
+    mask: np.ndarray
+    pred_iou: float
+    box: np.ndarray | None = None
+
+
+@dataclass
+class Decoded:
+    """What decoding a candidate list produced.
+
+    Attributes:
+        accepted: Masks kept, in decoding order.
+        tried: Every decoded candidate index, in order.
+        decoded: Decoder passes spent (prompts decoded).
+        deleted: Candidates dropped as redundant before decoding.
+    """
+
+    accepted: list[DecodedMask] = field(default_factory=list)
+    tried: list[int] = field(default_factory=list)
     decoded: int = 0
     deleted: int = 0
+
+    def followed_by(self, later: Decoded, offset: int) -> Decoded:
+        """This decoding, then ``later``'s whose candidate indices start at ``offset``."""
+        shifted = [
+            DecodedMask(m.prompt_index + offset, m.logits, m.mask, m.pred_iou, m.box)
+            for m in later.accepted
+        ]
+        return Decoded(
+            self.accepted + shifted,
+            self.tried + [i + offset for i in later.tried],
+            self.decoded + later.decoded,
+            self.deleted + later.deleted,
+        )
 
 
 def _best_of(logits: np.ndarray, iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -190,10 +224,7 @@ def decode_with_deletion(
             mask = lg > mask_threshold
             if score < cfg.min_pred_iou or not mask.any():
                 continue
-            result.logits.append(lg)
-            result.masks.append(mask)
-            result.pred_iou.append(float(score))
-            result.prompt_index.append(index)
+            result.accepted.append(DecodedMask(index, lg, mask, float(score)))
             if not cfg.delete_redundant or score < cfg.inside_mask_iou:
                 continue
             later = np.arange(position, len(candidates))

@@ -24,6 +24,9 @@ class Instance:
         mask: ``(H, W)`` bool.
         prompt_xy: The point prompt ``(x, y)`` in source pixels (box prompts: the box centre).
         prompt_score: Confidence of the prompt (1.0 for external prompts).
+        prompt_index: Which prompt made it: with ``prompt_given``, the index in the given
+            ``PromptSet`` (points first, then boxes); otherwise the automatic candidate's.
+        prompt_given: True when a given (external) prompt made it.
     """
 
     instance_id: int
@@ -36,6 +39,8 @@ class Instance:
     mask: np.ndarray
     prompt_xy: tuple[float, float]
     prompt_score: float
+    prompt_index: int = -1
+    prompt_given: bool = False
 
 
 @dataclass

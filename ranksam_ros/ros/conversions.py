@@ -220,15 +220,14 @@ def _mask_roi(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
 
 
-def _match_prompt(xy: tuple[float, float], given: list[Prompt]) -> Prompt | None:
-    """The given prompt whose point (box centre for boxes) lies within 1 px of ``xy``."""
-    for prompt in given:
-        px, py = prompt.x, prompt.y
-        if prompt.type == Prompt.BOX:
-            px, py = (prompt.box[0] + prompt.box[2]) / 2.0, (prompt.box[1] + prompt.box[3]) / 2.0
-        if abs(px - xy[0]) <= 1.0 and abs(py - xy[1]) <= 1.0:
-            return prompt
-    return None
+def prompt_set_order(prompts: list[Prompt]) -> list[Prompt]:
+    """Given prompts in ``PromptSet`` order: points first, then boxes.
+
+    :func:`prompts_from_msg` hands them to the pipeline in this order, so an instance's
+    ``prompt_index`` indexes this list.
+    """
+    points = [p for p in prompts if p.type == Prompt.POINT]
+    return points + [p for p in prompts if p.type == Prompt.BOX]
 
 
 def _instance_msg(inst: Instance, given: list[Prompt]) -> MaskInstance:
@@ -237,7 +236,7 @@ def _instance_msg(inst: Instance, given: list[Prompt]) -> MaskInstance:
     x, y, width, height = _mask_roi(inst.mask)
     crop = inst.mask[y : y + height, x : x + width]
     class_id = int(np.clip(inst.class_id, -1, 0x7FFF))
-    prompt = _match_prompt(inst.prompt_xy, given)
+    prompt = given[inst.prompt_index] if inst.prompt_given else None
     if prompt is None:  # automatic prompt: a point at the peak the predictor found
         prompt = Prompt(type=Prompt.POINT, x=float(inst.prompt_xy[0]), y=float(inst.prompt_xy[1]))
         prompt.class_id, prompt.score = class_id, float(inst.prompt_score)
@@ -296,7 +295,7 @@ def segmentation_to_msg(
     """
     start = time.perf_counter()
     height, width = seg.source_hw
-    given = list(prompts.prompts) if prompts is not None else []
+    given = prompt_set_order(list(prompts.prompts)) if prompts is not None else []
     msg = SegmentationMasks(header=header, model_id=model_id, prompt_source=int(prompt_source))
     msg.source_width, msg.source_height = int(width), int(height)
     msg.mask_width, msg.mask_height = int(width), int(height)

@@ -17,7 +17,6 @@ import numpy as np
 from tqdm import tqdm
 
 from ranksam_ros.backends import Backend, create_backend
-from ranksam_ros.backends.base import boxes_to_prompts
 from ranksam_ros.config import (
     CAMVID_CLASSES,
     CAMVID_IGNORE_LABEL,
@@ -28,8 +27,9 @@ from ranksam_ros.config_loader import load_config
 from ranksam_ros.data.degrade import eval_degradation
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.data.segments import find_segments, interior_point
+from ranksam_ros.graph.preprocess import preprocess
+from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.pipeline.postprocess import clip_to_boxes, mask_iou, upscale_logits
-from ranksam_ros.pipeline.preprocess import preprocess
 
 LARGE_AREA = 1000
 SEGMENT_PROMPTS = ("box", "point")  # one prompt per ground-truth segment

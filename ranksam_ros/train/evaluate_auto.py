@@ -18,9 +18,9 @@ from ranksam_ros.backends import create_backend
 from ranksam_ros.config import CAMVID_CLASSES, CAMVID_IGNORE_LABEL, PipelineConfig
 from ranksam_ros.data.degrade import eval_degradation
 from ranksam_ros.data.folder import SegmentationFolder
+from ranksam_ros.graph.preprocess import preprocess
 from ranksam_ros.pipeline.pipeline import Pipeline
 from ranksam_ros.pipeline.postprocess import fill_unassigned, paint_labels
-from ranksam_ros.pipeline.preprocess import preprocess
 from ranksam_ros.pipeline.result import UNASSIGNED
 
 NUM_CLASSES = len(CAMVID_CLASSES)
@@ -95,7 +95,7 @@ class GridSegmenter:
         tensor, geometry = preprocess(image, info.input_size, info.pixel_mean, info.pixel_std)
         semantic = np.full(image.shape[:2], UNASSIGNED, np.uint8)
         encoded = self.backend.encode(tensor)  # the generator's own embedding is private
-        probs = self.backend.predict_prompts(encoded, tensor)[len(info.class_names) :]
+        probs = self.backend.predict_prompts(encoded, tensor).class_probs
         if records:
             masks = np.stack([r["segmentation"] for r in records])
             scores = np.asarray([r["predicted_iou"] for r in records])

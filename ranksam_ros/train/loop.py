@@ -36,7 +36,7 @@ from ranksam_ros.modeling.prompt_predictor import (
 from ranksam_ros.modeling.ranksam import RankSam
 from ranksam_ros.modeling.registry import build_model, save_model
 from ranksam_ros.train.prompt_stage import PromptPredictorLoss, make_prompt_sample
-from ranksam_ros.train.samples import make_sample
+from ranksam_ros.train.samples import class_weights, make_sample
 from ranksam_ros.train.step import PromptedLoss
 
 LAST = "last.pt"
@@ -148,13 +148,18 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.folder = SegmentationFolder(
-            Path(cfg.data.root) / cfg.data.train_split, cache=cfg.data.cache_images
+            Path(cfg.data.root) / cfg.data.train_split,
+            cache=cfg.data.cache_images,
+            exclude_sequences=cfg.data.holdout_sequences,
         )
         self.model = build_trainable(cfg)
         if cfg.stage == "prompt":
             self.step_module = PromptPredictorLoss(self.model, self.model.prompt_predictor)
         else:
-            self.step_module = PromptedLoss(self.model, cfg.loss)
+            weights = None
+            if cfg.loss.semantic_weight > 0 and self.model.semantic_head is not None:
+                weights = class_weights(self.folder, cfg.data, cfg.loss.semantic_class_balance)
+            self.step_module = PromptedLoss(self.model, cfg.loss, weights)
         self.runner = self.step_module
         if self.dist.world > 1:
             self.runner = torch.nn.parallel.DistributedDataParallel(

@@ -17,9 +17,9 @@ from torch import nn
 from ranksam_ros.config import DataConfig, SamArchConfig
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.data.segments import find_segments, interior_point
+from ranksam_ros.graph.preprocess import normalize_pad
 from ranksam_ros.modeling.prompt_predictor import PromptPredictor
 from ranksam_ros.modeling.ranksam import RankSam
-from ranksam_ros.pipeline.preprocess import normalize_pad
 from ranksam_ros.train.samples import prepare_frame
 
 IGNORE_INDEX = -100

@@ -9,13 +9,14 @@ import torch
 from PIL import Image
 
 from ranksam_ros.config import DataConfig, SamArchConfig
-from ranksam_ros.data.augment import augment
+from ranksam_ros.data.augment import augment, copy_paste
 from ranksam_ros.data.degrade import degrade
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.data.segments import box_prompt, find_segments, point_prompts
-from ranksam_ros.pipeline.preprocess import normalize_pad, resize_longest
+from ranksam_ros.graph.preprocess import normalize_pad, resize_longest
 
 MAX_POINTS = 3
+IGNORE_INDEX = -100  # cross-entropy's default ignore value
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Sample:
             ``point_masks`` their targets ``(Np, S, S)``.
         valid_hw: Unpadded ``(h, w)`` region where the loss is computed.
         degradation: Name of the applied degradation (``none`` if clean).
+        semantic: Class of every input pixel ``(S, S)`` int64; ignore and padding are
+            :data:`IGNORE_INDEX`.
     """
 
     image: torch.Tensor
@@ -39,6 +42,7 @@ class Sample:
     point_masks: torch.Tensor
     valid_hw: tuple[int, int]
     degradation: str
+    semantic: torch.Tensor | None = None
 
 
 def _pick_degradation(cfg: DataConfig, rng: np.random.Generator) -> tuple[str, int]:
@@ -81,8 +85,20 @@ def prepare_frame(
 ) -> PreparedFrame:
     """Augment, maybe degrade, and resize frame ``index`` (shared by every training stage)."""
     image, label = folder[index]
+    if cfg.copy_paste_prob > 0 and rng.random() < cfg.copy_paste_prob:
+        donor_image, donor_label = folder[int(rng.integers(len(folder)))]
+        classes = tuple(cfg.class_names.index(name) for name in cfg.copy_paste_classes)
+        image, label = copy_paste(image, label, donor_image, donor_label, classes, rng)
     image, label = augment(
-        image, label, rng, cfg.zoom_prob, cfg.max_zoom, cfg.flip, cfg.color_jitter
+        image,
+        label,
+        rng,
+        cfg.zoom_prob,
+        cfg.max_zoom,
+        cfg.flip,
+        cfg.color_jitter,
+        cfg.min_zoom,
+        cfg.ignore_label,
     )
     kind, severity = _pick_degradation(cfg, rng)
     if kind != "none":
@@ -110,7 +126,8 @@ def make_sample(
     for i in order:
         seg = segments[int(i)]
         if rng.random() < cfg.point_prompt_prob:
-            count = int(rng.integers(1, MAX_POINTS + 1))
+            one_click = cfg.one_click_prob > 0 and rng.random() < cfg.one_click_prob
+            count = 1 if one_click else int(rng.integers(1, MAX_POINTS + 1))
             coords = np.zeros((MAX_POINTS, 2))
             coords[:count] = point_prompts(seg, count, rng)
             lab = np.full(MAX_POINTS, -1.0)
@@ -131,4 +148,35 @@ def make_sample(
         point_masks=torch.from_numpy(np.array(point_masks).reshape(-1, size, size)),
         valid_hw=(h, w),
         degradation=frame.degradation,
+        semantic=torch.from_numpy(semantic_target(frame.label, size, cfg)),
     )
+
+
+def semantic_target(label: np.ndarray, size: int, cfg: DataConfig) -> np.ndarray:
+    """Class indices padded to ``(size, size)`` int64; ignore and padding -> IGNORE_INDEX."""
+    out = np.full((size, size), IGNORE_INDEX, np.int64)
+    valid = label.astype(np.int64)
+    valid[(valid >= cfg.num_classes) | (valid == cfg.ignore_label)] = IGNORE_INDEX
+    out[: label.shape[0], : label.shape[1]] = valid
+    return out
+
+
+def class_weights(folder: SegmentationFolder, cfg: DataConfig, exponent: float) -> torch.Tensor:
+    """Median-frequency class weights ``(num_classes,)`` over a folder's labels.
+
+    ``(median(f) / f_c) ** exponent`` with ``f_c`` the share of labelled pixels of class
+    ``c`` (SegNet's balancing at ``exponent`` 1; 0 gives equal weights). Classes absent from
+    every frame get the largest weight of the others.
+    """
+    counts = np.zeros(cfg.num_classes, np.float64)
+    for index in range(len(folder)):
+        label = folder[index][1]
+        counts += np.bincount(label.ravel(), minlength=256)[: cfg.num_classes]
+    present = counts > 0
+    if not present.any():
+        raise ValueError(f"{folder.root}: no labelled pixel of any of {cfg.num_classes} classes")
+    freq = counts / counts.sum()
+    weights = np.ones(cfg.num_classes)
+    weights[present] = (np.median(freq[present]) / freq[present]) ** exponent
+    weights[~present] = weights[present].max()
+    return torch.tensor(weights, dtype=torch.float32)

@@ -14,7 +14,7 @@ from ranksam_ros.train.losses import (
     sample_logits,
     sample_targets,
 )
-from ranksam_ros.train.samples import Sample
+from ranksam_ros.train.samples import IGNORE_INDEX, Sample
 
 
 class PromptedLoss(nn.Module):
@@ -26,10 +26,13 @@ class PromptedLoss(nn.Module):
     mask-grid size; otherwise on the mask grid against area-downsampled targets.
     """
 
-    def __init__(self, model: RankSam, loss: LossConfig) -> None:
+    def __init__(
+        self, model: RankSam, loss: LossConfig, class_weights: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
+        self.register_buffer("class_weights", class_weights, persistent=False)
 
     def _prompt_loss(
         self, logits: torch.Tensor, iou: torch.Tensor, masks: torch.Tensor, hw: tuple[int, int]
@@ -63,8 +66,7 @@ class PromptedLoss(nn.Module):
 
     def forward(self, samples: list[Sample]) -> tuple[torch.Tensor, dict[str, float]]:
         images = torch.stack([s.image for s in samples])
-        embeddings = self.model.encode(images)
-        details = self.model.detail(images)
+        embeddings, details = self.model.encode_with_detail(images)
         total, count, ious = images.new_zeros(()), 0, []
         for i, sample in enumerate(samples):
             emb = embeddings[i : i + 1]
@@ -91,6 +93,10 @@ class PromptedLoss(nn.Module):
         stats = {"mask_loss": float(loss.detach()), "prompts": float(count)}
         if ious:
             stats["train_iou"] = float(torch.cat(ious).mean())
+        if self.loss.semantic_weight > 0 and self.model.semantic_head is not None:
+            semantic = self._semantic_loss(embeddings, details, samples)
+            loss = loss + self.loss.semantic_weight * semantic
+            stats["semantic_loss"] = float(semantic.detach())
         ranks = self.model.active_ranks()
         if ranks and self.loss.rank_budget_weight > 0:
             budget = self._gate_budget()
@@ -99,6 +105,15 @@ class PromptedLoss(nn.Module):
         if ranks:
             stats["active_rank"] = float(torch.stack(list(ranks.values())).float().mean())
         return loss, stats
+
+    def _semantic_loss(
+        self, embeddings: torch.Tensor, details: torch.Tensor, samples: list[Sample]
+    ) -> torch.Tensor:
+        """Weighted cross-entropy of the semantic head at input resolution."""
+        logits = self.model.semantic_logits(embeddings, details)
+        target = torch.stack([s.semantic for s in samples])
+        logits = F.interpolate(logits, target.shape[-2:], mode="bilinear", align_corners=False)
+        return F.cross_entropy(logits, target, weight=self.class_weights, ignore_index=IGNORE_INDEX)
 
     def _gate_budget(self) -> torch.Tensor:
         """Mean (straight-through, differentiable) gate value over all gated components."""

@@ -1,0 +1,67 @@
+"""The values that cross the engine seam: model description, encoded frame, prompt maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the pipeline needs to know about a loaded model.
+
+    Attributes:
+        model_id: Identity string (model, adapter, engine).
+        input_size: Side of the square network input.
+        pixel_mean, pixel_std: Normalisation (0-255 scale), RGB.
+        mask_size: Side of the low-resolution mask logits.
+        class_names: Classes of the prompt predictor (empty without one).
+    """
+
+    model_id: str
+    input_size: int
+    pixel_mean: tuple[float, float, float]
+    pixel_std: tuple[float, float, float]
+    mask_size: int
+    class_names: tuple[str, ...] = ()
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class Encoded:
+    """Result of encoding one frame.
+
+    Attributes:
+        embedding: ``(1, C, h, w)`` float32.
+        active_rank: Mean active adapter rank over gated layers (None without gates).
+        layer_ranks: Active rank per gated layer (empty without gates).
+        detail: Per-image decoder detail ``(1, C', m, m)`` float32: the conv encoder's fine
+            features or the detail head's (None when the model has neither).
+    """
+
+    embedding: np.ndarray
+    active_rank: float | None = None
+    layer_ranks: dict[str, float] = field(default_factory=dict)
+    detail: np.ndarray | None = None
+
+
+@dataclass
+class PromptMaps:
+    """The prompt predictor's output for one frame, both ``(C, G, G)`` float32.
+
+    Attributes:
+        confidence: Per-class prompt confidence in [0, 1]; peaks become point prompts.
+        class_probs: Per-cell class probabilities (sum 1 over classes); pooled over a mask
+            they name it.
+    """
+
+    confidence: np.ndarray
+    class_probs: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.confidence.ndim != 3 or self.confidence.shape != self.class_probs.shape:
+            raise ValueError(
+                "prompt maps must be two (C, G, G) arrays of one shape, got "
+                f"{self.confidence.shape} and {self.class_probs.shape}"
+            )
