@@ -16,8 +16,8 @@ from ranksam_ros.config import SEVERITIES, TRAIN_SEVERITIES, TTA_MODES
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ranksam_ros.config import TrainConfig
     from ranksam_ros.config_loader import load_config
+    from ranksam_ros.train.config import TrainConfig
     from ranksam_ros.train.loop import Trainer
 
     overrides = list(args.set or [])

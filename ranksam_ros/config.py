@@ -29,13 +29,18 @@ SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 TRAIN_SEVERITIES: tuple[int, ...] = (1, 2, 3)  # 4 and 5 lie beyond training: extrapolation tests
 
 
-def _check(condition: bool, message: str) -> None:
+def check(condition: bool, message: str) -> None:
+    """Raise ``ValueError(message)`` unless ``condition`` (field validation)."""
     if not condition:
         raise ValueError(message)
 
 
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    _check(value in allowed, f"{name}={value!r} is not one of {', '.join(allowed)}")
+def check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming ``name``, ``value`` and ``allowed`` unless it is one of them."""
+    check(value in allowed, f"{name}={value!r} is not one of {', '.join(allowed)}")
+
+
+_check, _check_choice = check, check_choice
 
 
 ENCODERS = ("vit", "conv")  # SAM's ViT, or the CNN of modeling/conv_encoder.py
@@ -103,39 +108,6 @@ class SamArchConfig:
 
 
 @dataclass(frozen=True)
-class AdapterConfig:
-    """Low-rank adapters on encoder-block linears.
-
-    ``kind``: ``gated_rank`` (RankSAM/GaRA per-image gated rank-1 components) or ``lora``.
-    ``target_modules``: regular expressions matched (fullmatch) against module names inside
-    one encoder block, e.g. ``attn.qkv``, ``attn.proj``, ``mlp.lin[12]``.
-    ``layers``: encoder block indices to adapt; empty means all blocks.
-    """
-
-    kind: str = "gated_rank"
-    target_modules: tuple[str, ...] = ("attn.qkv", "attn.proj")
-    layers: tuple[int, ...] = ()
-    rank: int = 8
-    rank_low: int = 4
-    rank_high: int = 16
-    alpha: float = 0.0
-    gate_hidden: int = 64
-    hierarchy: str = "independent"
-    tau: float = 1.0
-    gate_bias_init: float = 2.0
-
-    def __post_init__(self) -> None:
-        _check_choice("adapter.kind", self.kind, ("gated_rank", "lora"))
-        _check_choice("adapter.hierarchy", self.hierarchy, ("independent", "nested", "flat"))
-        _check(len(self.target_modules) > 0, "adapter.target_modules must not be empty")
-        for name, value in (("rank", self.rank), ("rank_low", self.rank_low)):
-            _check(value >= 1, f"adapter.{name} must be >= 1, got {value}")
-        _check(self.rank_high >= 0, "adapter.rank_high must be >= 0")
-        _check(self.tau > 0, f"adapter.tau must be > 0, got {self.tau}")
-        _check(self.alpha >= 0, "adapter.alpha must be >= 0 (0 means scale 1)")
-
-
-@dataclass(frozen=True)
 class DegradeConfig:
     """Synthetic camera degradations applied on the fly (adapter training)."""
 
@@ -199,91 +171,6 @@ class DataConfig:
             len(self.class_names) == self.num_classes,
             "data.class_names must list num_classes names",
         )
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """AdamW, linear warm-up, cosine decay; the run ends at ``steps`` or ``time_limit_min``."""
-
-    steps: int = 4000
-    batch_size: int = 4
-    lr: float = 1e-3
-    gate_lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.05
-    grad_clip: float = 1.0
-    time_limit_min: float = 0.0
-
-    def __post_init__(self) -> None:
-        _check(self.steps >= 1, "optim.steps must be >= 1")
-        _check(self.batch_size >= 1, "optim.batch_size must be >= 1")
-        _check(self.lr > 0, "optim.lr must be > 0")
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Mask loss: BCE + dice (+ optional focal, SAM's choice), MSE on predicted IoU.
-
-    From-scratch training stalls on SAM's focal-dominated 20:1 mix (all-background is a deep
-    local minimum for tiny segments); BCE + dice as in Mask2Former learns from the first steps.
-
-    ``point_samples`` > 0 computes the mask loss on that many input-pixel points per mask
-    (bilinear logits, mostly uncertain points); 0 uses the mask grid.
-    """
-
-    focal_weight: float = 0.0
-    bce_weight: float = 5.0
-    dice_weight: float = 5.0
-    iou_weight: float = 1.0
-    rank_budget_weight: float = 0.0
-    # Cross-entropy of the dense semantic head (models with one), classes weighted by
-    # (median frequency / frequency) ** semantic_class_balance over the training frames.
-    semantic_weight: float = 0.0
-    semantic_class_balance: float = 0.5
-    point_samples: int = 4096
-    iou_samples: int = 1024
-
-
-SAM_PARTS = ("image_encoder", "prompt_encoder", "mask_decoder", "detail_head", "semantic_head")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run.
-
-    ``stage``: foundation (all of SAM), adapter (adapters only, on degraded frames) or prompt
-    (the prompt predictor on frozen embeddings). ``model`` names the architecture or the frozen
-    base; ``init`` optionally starts a foundation run from the weights of one of our checkpoints
-    (a second, lower-learning-rate phase). ``freeze``: SAM submodules a foundation run keeps
-    fixed (``image_encoder``, ``prompt_encoder``, ``mask_decoder``), e.g. ``[image_encoder]`` to
-    retrain only the mask decoder, which leaves the embeddings (and so the prompt predictor
-    and the encoder adapters trained on them) valid.
-    """
-
-    stage: str = "foundation"
-    model: str = "tiny"
-    init: str = ""
-    freeze: tuple[str, ...] = ()
-    adapter: AdapterConfig | None = None
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    out_dir: str = "runs/train"
-    seed: int = 0
-    threads: int = 0
-    log_every: int = 20
-    save_every: int = 200
-    eval_limit: int = 0
-
-    def __post_init__(self) -> None:
-        _check_choice("stage", self.stage, ("foundation", "adapter", "prompt"))
-        for part in self.freeze:
-            _check_choice("freeze entry", part, SAM_PARTS)
-        _check(not self.freeze or self.stage == "foundation", "freeze applies to stage=foundation")
-        _check(len(set(self.freeze)) < len(SAM_PARTS), "freeze leaves nothing to train")
-        if self.stage == "adapter":
-            _check(self.adapter is not None, "stage=adapter needs an adapter section")
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        tagged = _by_kind(value, args, where)
+        if tagged is not None:
+            return from_dict(tagged, value, where)
         errors = []
         for arg in args:
             if arg is type(None):
@@ -93,6 +96,26 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected a string, got {value!r}")
         return value
     raise ValueError(f"{where}: unsupported annotation {tp!r}")
+
+
+def _by_kind(value: Any, args: tuple, where: str) -> type | None:
+    """The member of a union of dataclasses whose ``kind`` default equals ``value['kind']``.
+
+    Unions of configs told apart by a ``kind`` field (adapter kinds) give an error that names
+    the kinds instead of every member's complaint. None when the union is not of that form.
+    """
+    members = [a for a in args if dataclasses.is_dataclass(a)]
+    kinds = {}
+    for member in members:
+        field = next((f for f in dataclasses.fields(member) if f.name == "kind"), None)
+        if field is None:
+            return None
+        kinds[field.default] = member
+    if not kinds or not isinstance(value, dict) or "kind" not in value:
+        return None
+    if value["kind"] not in kinds:
+        raise ValueError(f"{where}.kind={value['kind']!r} is not one of {', '.join(kinds)}")
+    return kinds[value["kind"]]
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ranksam_ros.adapters.gated_rank import GatedRankConfig
 from ranksam_ros.adapters.inject import inject_adapters, is_adapter_param
 from ranksam_ros.adapters.io import save_adapters
 from ranksam_ros.backends.onnx_backend import OnnxBackend
 from ranksam_ros.backends.torch_backend import TorchBackend
 from ranksam_ros.bench.timing import interleaved
-from ranksam_ros.config import AdapterConfig
 from ranksam_ros.deploy.export import export_model
 from ranksam_ros.modeling.registry import build_model, save_model
 from ranksam_ros.reporting import machine_description, update_section, write_json
@@ -113,7 +113,7 @@ def encoder_speed(model: str, adapter: str, frozen_dir: Path, gated_dir: Path, r
 def random_gated_adapter(model_path: Path, out: Path) -> Path:
     """A gated adapter with random (non-zero) factors, for timing on random-weight models."""
     model = build_model(str(model_path))
-    cfg = AdapterConfig(kind="gated_rank", rank_low=8, rank_high=32)
+    cfg = GatedRankConfig(rank_low=8, rank_high=32)
     inject_adapters(model.sam.image_encoder, cfg)
     with torch.no_grad():
         for name, param in model.named_parameters():

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ranksam_ros.checkpoint import read_meta
 from ranksam_ros.config import TRAIN_DEGRADATIONS
-from ranksam_ros.modeling.checkpoint import read_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA_RANKS = (4, 8, 16)

@@ -7,27 +7,44 @@ import copy
 import pytest
 import torch
 
-from ranksam_ros.adapters.gated_rank import BlockGate, GatedRankLinear, gumbel_sigmoid_hard
+from ranksam_ros.adapters.base import MergeSelection
+from ranksam_ros.adapters.gated_rank import (
+    BlockGate,
+    GatedRankConfig,
+    GatedRankLinear,
+    gumbel_sigmoid_hard,
+)
 from ranksam_ros.adapters.inject import (
     adapter_layers,
     inject_adapters,
     is_adapter_param,
     mark_only_adapters_trainable,
     merge_adapters,
+    merge_and_unload,
+    remove_adapters,
     set_adapters_enabled,
     unmerge_adapters,
 )
 from ranksam_ros.adapters.io import load_adapters, save_adapters
-from ranksam_ros.config import AdapterConfig
+from ranksam_ros.adapters.lora import LoraConfig
+from ranksam_ros.adapters.registry import ADAPTER_KINDS, kind_of, parse_adapter_config
+from ranksam_ros.checkpoint import load_tensors, save_tensors
 from ranksam_ros.modeling.registry import build_model
 
+CONV_LINEARS = ("block.3", "block.5")  # the two linears of a ConvNeXt block
 CASES = {
-    "lora": AdapterConfig(kind="lora", rank=4),
-    "gated": AdapterConfig(kind="gated_rank", rank_low=2, rank_high=6),
-    "gated_nested": AdapterConfig(kind="gated_rank", rank_low=2, rank_high=6, hierarchy="nested"),
-    "gated_flat": AdapterConfig(kind="gated_rank", rank_low=2, rank_high=6, hierarchy="flat"),
-    "lora_mlp_one_block": AdapterConfig(
-        kind="lora", rank=2, target_modules=("mlp.lin[12]",), layers=(1,)
+    "lora": ("micro", LoraConfig(rank=4)),
+    "gated": ("micro", GatedRankConfig(rank_low=2, rank_high=6)),
+    "gated_nested": ("micro", GatedRankConfig(rank_low=2, rank_high=6, hierarchy="nested")),
+    "gated_flat": ("micro", GatedRankConfig(rank_low=2, rank_high=6, hierarchy="flat")),
+    "lora_mlp_one_block": (
+        "micro",
+        LoraConfig(rank=2, target_modules=("mlp.lin[12]",), layers=(1,)),
+    ),
+    "lora_conv": ("micro-conv", LoraConfig(rank=2, target_modules=CONV_LINEARS)),
+    "gated_conv": (
+        "micro-conv",
+        GatedRankConfig(rank_low=2, rank_high=2, target_modules=CONV_LINEARS),
     ),
 }
 
@@ -45,11 +62,13 @@ def _randomize_adapters(model: torch.nn.Module) -> None:
 
 @pytest.fixture(params=list(CASES), ids=list(CASES))
 def case(request):
-    return CASES[request.param]
+    """``(fresh model, adapter config)`` of one row of :data:`CASES`."""
+    arch, cfg = CASES[request.param]
+    return build_model(arch), cfg
 
 
 def test_identity_at_init(case):
-    model = build_model("micro")
+    model, case = case
     x = _images()
     with torch.no_grad():
         reference = model.encode(x)
@@ -59,7 +78,7 @@ def test_identity_at_init(case):
 
 
 def test_adapters_change_output_once_trained(case):
-    model = build_model("micro")
+    model, case = case
     x = _images()
     with torch.no_grad():
         reference = model.encode(x)
@@ -73,24 +92,24 @@ def test_adapters_change_output_once_trained(case):
 
 
 def test_only_adapters_train(case):
-    model = build_model("micro")
+    model, case = case
     inject_adapters(model.sam.image_encoder, case)
     count = mark_only_adapters_trainable(model)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert count > 0 and trainable
     assert all(is_adapter_param(n) for n in trainable)
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-    assert any(n.endswith("attn.qkv.base.weight") or "lin" in n for n in frozen)
+    assert any(n.endswith(".base.weight") for n in frozen)
 
 
 def test_save_load_round_trip(case, tmp_path):
-    model = build_model("micro")
+    model, case = case
     base = copy.deepcopy(model.sam.state_dict())
     inject_adapters(model.sam.image_encoder, case)
     _randomize_adapters(model)
     path = tmp_path / "adapter.safetensors"
     save_adapters(path, model.sam.image_encoder, case)
-    fresh = build_model("micro")
+    fresh = build_model(model.model_id)
     fresh.sam.load_state_dict(base)
     assert load_adapters(path, fresh.sam.image_encoder) == case
     x = _images()
@@ -102,13 +121,13 @@ def test_save_load_round_trip(case, tmp_path):
 
 
 def test_merge_equals_unmerged_where_mergeable(case):
-    model = build_model("micro")
+    model, case = case
     inject_adapters(model.sam.image_encoder, case)
     _randomize_adapters(model)
     x = _images()
     with torch.no_grad():
         unmerged = model.encode(x)
-        if case.kind == "lora":
+        if kind_of(case).mergeable:
             merge_adapters(model)
             merged = model.encode(x)
             assert torch.allclose(unmerged, merged, atol=1e-5, rtol=1e-4)
@@ -119,8 +138,81 @@ def test_merge_equals_unmerged_where_mergeable(case):
                 merge_adapters(model)
 
 
+def test_remove_adapters_restores_the_base_exactly(case):
+    model, case = case
+    x = _images()
+    names = {n for n, _ in model.sam.image_encoder.named_parameters()}
+    with torch.no_grad():
+        reference = model.encode(x)
+        inject_adapters(model.sam.image_encoder, case)
+        _randomize_adapters(model)
+        assert not torch.equal(model.encode(x), reference)
+        remove_adapters(model.sam.image_encoder)
+        assert torch.equal(model.encode(x), reference)
+    assert {n for n, _ in model.sam.image_encoder.named_parameters()} == names
+    inject_adapters(model.sam.image_encoder, case)  # and the encoder takes adapters again
+
+
+def test_merge_and_unload_keeps_the_output_without_adapter_modules(case):
+    model, case = case
+    inject_adapters(model.sam.image_encoder, case)
+    _randomize_adapters(model)
+    x = _images(1)
+    if kind_of(case).gated:  # a fixed gate pattern makes the gated update static
+        for _, layer in adapter_layers(model):
+            layer.fixed_gates = (torch.arange(layer.rank) % 2).float()
+    with torch.no_grad():
+        adapted = model.encode(x)
+        merge_and_unload(model.sam.image_encoder)
+        unloaded = model.encode(x)
+    assert torch.allclose(adapted, unloaded, atol=1e-5, rtol=1e-4)
+    assert not list(adapter_layers(model))
+    assert not any(is_adapter_param(n) for n, _ in model.named_parameters())
+
+
+def test_one_merge_signature_for_every_kind():
+    """A gate selection passed to a merge of LoRA is simply not needed (no TypeError)."""
+    model = build_model("micro")
+    inject_adapters(model.sam.image_encoder, LoraConfig(rank=2))
+    _randomize_adapters(model)
+    merge_adapters(model, MergeSelection(fixed_gates=torch.ones(2)))
+    assert all(layer.merged for _, layer in adapter_layers(model))
+    gated = build_model("micro")
+    inject_adapters(gated.sam.image_encoder, GatedRankConfig(rank_low=1, rank_high=1))
+    merge_adapters(gated, MergeSelection(fixed_gates=torch.tensor([1.0, 0.0])))
+    assert all(layer.merged for _, layer in adapter_layers(gated))
+
+
+def test_registry_rows_are_consistent():
+    prefixes = [kind.layer.prefix for kind in ADAPTER_KINDS.values()]
+    assert len(set(prefixes)) == len(prefixes)
+    for name, kind in ADAPTER_KINDS.items():
+        assert kind.config().kind == name
+        assert parse_adapter_config({"kind": name}) == kind.config()
+    with pytest.raises(ValueError, match="is not one of"):
+        parse_adapter_config({"kind": "dora"})
+    with pytest.raises(ValueError, match="unknown config key"):
+        parse_adapter_config({"kind": "lora", "rank_low": 2})
+
+
+def test_adapter_files_of_the_single_config_era_still_load(tmp_path):
+    """Files written before each kind had its own config stored every kind's fields."""
+    model = build_model("micro")
+    cfg = GatedRankConfig(rank_low=2, rank_high=2)
+    inject_adapters(model.sam.image_encoder, cfg)
+    path = tmp_path / "new.safetensors"
+    save_adapters(path, model.sam.image_encoder, cfg)
+    tensors, meta = load_tensors(path, "adapter")
+    old = {"kind": "gated_rank", "rank": 8, "rank_low": 2, "rank_high": 2, "alpha": 0.0}
+    meta.pop("adapter_format")
+    meta["adapter"] = old
+    legacy = tmp_path / "legacy.safetensors"
+    save_tensors(legacy, tensors, meta)
+    assert load_adapters(legacy, build_model("micro").sam.image_encoder) == cfg
+
+
 def test_gated_merge_with_fixed_gates_matches():
-    cfg = CASES["gated"]
+    cfg = CASES["gated"][1]
     model = build_model("micro")
     inject_adapters(model.sam.image_encoder, cfg)
     _randomize_adapters(model)
@@ -136,7 +228,7 @@ def test_gated_merge_with_fixed_gates_matches():
 
 
 def test_closed_gates_equal_base_exactly():
-    cfg = AdapterConfig(kind="gated_rank", rank_low=2, rank_high=6, gate_bias_init=-5.0)
+    cfg = GatedRankConfig(rank_low=2, rank_high=6, gate_bias_init=-5.0)
     model = build_model("micro")
     x = _images()
     with torch.no_grad():
@@ -150,7 +242,7 @@ def test_closed_gates_equal_base_exactly():
 
 
 def test_gates_are_per_image_and_windows_follow_their_image():
-    cfg = CASES["gated"]
+    cfg = CASES["gated"][1]
     model = build_model("micro")
     inject_adapters(model.sam.image_encoder, cfg)
     _randomize_adapters(model)
@@ -189,9 +281,9 @@ def test_gated_layer_without_gates_raises():
 def test_bad_targets_and_layers_are_clear_errors():
     model = build_model("micro")
     with pytest.raises(ValueError, match="match no linear"):
-        inject_adapters(model.sam.image_encoder, AdapterConfig(target_modules=("attn.nothing",)))
+        inject_adapters(model.sam.image_encoder, LoraConfig(target_modules=("attn.nothing",)))
     with pytest.raises(ValueError, match="out of range"):
-        inject_adapters(model.sam.image_encoder, AdapterConfig(layers=(7,)))
-    inject_adapters(model.sam.image_encoder, AdapterConfig())
+        inject_adapters(model.sam.image_encoder, LoraConfig(layers=(7,)))
+    inject_adapters(model.sam.image_encoder, GatedRankConfig())
     with pytest.raises(ValueError, match="already has adapters"):
-        inject_adapters(model.sam.image_encoder, AdapterConfig())
+        inject_adapters(model.sam.image_encoder, GatedRankConfig())

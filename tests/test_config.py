@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from ranksam_ros.config import SAM_PARTS, AdapterConfig, TrainConfig
+from ranksam_ros.adapters.gated_rank import GatedRankConfig
 from ranksam_ros.config_loader import from_dict, load_config, parse_override, to_dict
+from ranksam_ros.train.config import SAM_PARTS, TrainConfig
 
 
 def test_defaults_round_trip_through_dict():
@@ -24,14 +25,16 @@ def test_wrong_types_are_rejected():
     with pytest.raises(ValueError, match="expected true/false"):
         from_dict(TrainConfig, {"data": {"flip": "yes"}})
     with pytest.raises(ValueError, match="expected a list"):
-        from_dict(AdapterConfig, {"target_modules": "attn.qkv"})
+        from_dict(GatedRankConfig, {"target_modules": "attn.qkv"})
 
 
 def test_range_checks():
-    with pytest.raises(ValueError, match="adapter.kind"):
-        AdapterConfig(kind="dora")
-    with pytest.raises(ValueError, match="stage=adapter needs an adapter"):
-        TrainConfig(stage="adapter")
+    with pytest.raises(ValueError, match="adapter.kind='dora' is not one of"):
+        from_dict(TrainConfig, {"adapter": {"kind": "dora"}})
+    with pytest.raises(ValueError, match="adapter.hierarchy"):
+        from_dict(TrainConfig, {"adapter": {"kind": "gated_rank", "hierarchy": "deep"}})
+    with pytest.raises(ValueError, match="unknown config key"):
+        from_dict(TrainConfig, {"adapter": {"kind": "lora", "rank_low": 2}})
     with pytest.raises(ValueError, match="freeze entry='decoder'"):
         TrainConfig(freeze=("decoder",))
     with pytest.raises(ValueError, match="nothing to train"):

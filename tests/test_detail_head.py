@@ -11,15 +11,15 @@ import torch
 
 from ranksam_ros.backends.onnx_backend import OnnxBackend
 from ranksam_ros.backends.torch_backend import TorchBackend
-from ranksam_ros.config import TrainConfig
+from ranksam_ros.checkpoint import load_tensors, save_tensors
 from ranksam_ros.config_loader import load_config
 from ranksam_ros.deploy.export import export_model
 from ranksam_ros.deploy.trt_check import check_export
 from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.modeling.build import ARCH_PRESETS, build_sam
-from ranksam_ros.modeling.checkpoint import load_tensors, save_tensors
 from ranksam_ros.modeling.ranksam import RankSam
 from ranksam_ros.modeling.registry import build_model, save_model
+from ranksam_ros.train.config import TrainConfig
 from ranksam_ros.train.loop import Trainer
 
 BOXES = torch.tensor([[4.0, 4.0, 40.0, 30.0], [0.0, 10.0, 63.0, 50.0]])
@@ -58,7 +58,9 @@ def test_trained_head_changes_masks_and_needs_detail(detail_model, micro_model):
     image = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         embedding = detail_model.encode(image)
-        ours, _ = detail_model.decode(embedding, boxes=BOXES, detail=detail_model.encode_with_detail(image)[1])
+        ours, _ = detail_model.decode(
+            embedding, boxes=BOXES, detail=detail_model.encode_with_detail(image)[1]
+        )
         coarse, _ = micro_model.decode(embedding, boxes=BOXES)
         with pytest.raises(ValueError, match="detail head"):
             detail_model.decode(embedding, boxes=BOXES)

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from ranksam_ros.adapters.gated_rank import GatedRankConfig
 from ranksam_ros.adapters.inject import inject_adapters, is_adapter_param
 from ranksam_ros.adapters.io import save_adapters
+from ranksam_ros.adapters.lora import LoraConfig
 from ranksam_ros.backends.onnx_backend import OnnxBackend
 from ranksam_ros.backends.torch_backend import TorchBackend
-from ranksam_ros.config import AdapterConfig, PipelineConfig, PromptConfig
+from ranksam_ros.config import PipelineConfig, PromptConfig
 from ranksam_ros.deploy.export import export_model
 from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor, save_prompt_predictor
@@ -26,9 +28,9 @@ def _model_dir(tmp_path, micro_model):
     save_model(root / "model.safetensors", micro_model)
     predictor = build_prompt_predictor(micro_model.arch, tuple(f"c{i}" for i in range(3)))
     save_prompt_predictor(root / "prompt_predictor.safetensors", predictor)
-    for kind in ("gated_rank", "lora"):
+    for cfg in (GatedRankConfig(rank_low=2, rank_high=4), LoraConfig(rank=2)):
+        kind = cfg.kind
         model = build_model(str(root))
-        cfg = AdapterConfig(kind=kind, rank=2, rank_low=2, rank_high=4)
         inject_adapters(model.sam.image_encoder, cfg)
         with torch.no_grad():
             for name, param in model.named_parameters():

@@ -14,10 +14,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from ranksam_ros.adapters.gated_rank import GatedRankConfig
 from ranksam_ros.adapters.inject import inject_adapters, is_adapter_param
 from ranksam_ros.adapters.io import save_adapters
 from ranksam_ros.backends import create_backend
-from ranksam_ros.config import AdapterConfig
 from ranksam_ros.deploy import trt_build
 from ranksam_ros.deploy.export import export_model
 from ranksam_ros.deploy.onnx_graph import fp32_nodes
@@ -37,7 +37,7 @@ def gated_export(tmp_path_factory):
     root = tmp_path_factory.mktemp("trt")
     model = build_model("micro")
     save_model(root / "micro.safetensors", model)
-    cfg = AdapterConfig(kind="gated_rank", rank_low=2, rank_high=6)
+    cfg = GatedRankConfig(rank_low=2, rank_high=6)
     inject_adapters(model.sam.image_encoder, cfg)
     with torch.no_grad():
         for name, param in model.named_parameters():

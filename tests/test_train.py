@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from ranksam_ros.adapters.inject import adapter_layers, is_adapter_param
-from ranksam_ros.config import TrainConfig
+from ranksam_ros.checkpoint import read_meta
 from ranksam_ros.config_loader import load_config
-from ranksam_ros.modeling.checkpoint import read_meta
 from ranksam_ros.modeling.registry import build_model
+from ranksam_ros.train.config import TrainConfig
 from ranksam_ros.train.loop import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +75,12 @@ def test_resume_continues_from_last_checkpoint(dataset_root, tmp_path):
     assert steps == [3, 4]
 
 
+ADAPTER_SETTINGS = {
+    "gated_rank": ("adapter.rank_low=2", "adapter.rank_high=4"),
+    "lora": ("adapter.rank=2",),
+}
+
+
 @pytest.mark.parametrize("kind", ["gated_rank", "lora"])
 def test_adapter_stage_trains_only_adapters(dataset_root, tmp_path, micro_model, kind):
     from ranksam_ros.modeling.registry import save_model
@@ -87,9 +93,7 @@ def test_adapter_stage_trains_only_adapters(dataset_root, tmp_path, micro_model,
         "stage=adapter",
         f"model={base}",
         f"adapter.kind={kind}",
-        "adapter.rank_low=2",
-        "adapter.rank_high=4",
-        "adapter.rank=2",
+        *ADAPTER_SETTINGS[kind],
         "data.apply_degrade=true",
         "loss.rank_budget_weight=0.01",
         "optim.steps=2",
@@ -209,3 +213,50 @@ def test_decoder_phase_keeps_the_image_encoder_fixed(dataset_root, tmp_path, mic
     decoder = [k for k in before if k.startswith("mask_decoder.")]
     assert all(torch.equal(before[k], after[k]) for k in encoder)
     assert any(not torch.equal(before[k], after[k]) for k in decoder)
+
+
+def test_resume_is_strict_about_every_key(dataset_root, tmp_path):
+    out = tmp_path / "strict"
+    cfg = _config(dataset_root, out, "model=micro", "optim.steps=2")
+    Trainer(cfg).train()
+    state = torch.load(out / "last.pt", weights_only=True)
+    state["model"].pop(next(iter(state["model"])))
+    torch.save(state, out / "last.pt")
+    with pytest.raises(ValueError, match="missing 1"):
+        Trainer(cfg)
+
+
+def test_stage_errors_are_clear(dataset_root, tmp_path):
+    with pytest.raises(ValueError, match="stage='decoder' is not one of foundation, adapter"):
+        Trainer(_config(dataset_root, tmp_path / "a", "stage=decoder", "model=micro"))
+    with pytest.raises(ValueError, match="needs an adapter section"):
+        Trainer(_config(dataset_root, tmp_path / "b", "stage=adapter", "model=micro"))
+    with pytest.raises(ValueError, match="freeze applies to stage=foundation"):
+        Trainer(
+            _config(
+                dataset_root, tmp_path / "c", "stage=prompt", "model=micro", "freeze=[mask_decoder]"
+            )
+        )
+
+
+def test_conv_foundation_trains_the_semantic_head_without_held_out_frames(dataset_root, tmp_path):
+    out = tmp_path / "conv"
+    cfg = _config(
+        dataset_root,
+        out,
+        "model=micro-conv",
+        "optim.steps=2",
+        "loss.semantic_weight=1.0",
+        "data.holdout_sequences=[0016E5_0796]",
+    )
+    trainer = Trainer(cfg)
+    assert len(trainer.folder) == 5  # 07959 ... 07969 are held out: only 0797x remain
+    assert all(not trainer.folder.name(i).startswith("0016E5_0796") for i in range(5))
+    head = {k: v.clone() for k, v in trainer.model.semantic_head.state_dict().items()}
+    trainer.train()
+    logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(entry["semantic_loss"] > 0 for entry in logs)
+    after = trainer.model.semantic_head.state_dict()
+    assert any(not torch.equal(head[k], after[k]) for k in head)
+    model = build_model(str(out / "model.safetensors"))
+    assert model.semantic_head is not None and model.fine_features

@@ -11,12 +11,48 @@ cannot be folded into ``W`` unless the gates are fixed.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ranksam_ros.adapters.base import AdapterLayer
+from ranksam_ros.adapters.base import AdapterConfigBase, AdapterLayer, MergeSelection, check
+
+HIERARCHIES = ("independent", "nested", "flat")
+
+
+@dataclass(frozen=True)
+class GatedRankConfig(AdapterConfigBase):
+    """RankSAM / GaRA gated rank-1 components.
+
+    ``rank_low`` / ``rank_high``: components of the low- and high-rank spaces;
+    ``hierarchy``: ``independent`` (a coarse gate per space), ``nested`` (the high space
+    only with the low one) or ``flat`` (one space of ``rank_low + rank_high``, fine gates
+    only); ``gate_hidden``: width of each block's gate MLP; ``tau``: Gumbel-sigmoid
+    temperature; ``gate_bias_init``: initial gate logit (positive starts open).
+    """
+
+    kind: str = "gated_rank"
+    rank_low: int = 4
+    rank_high: int = 16
+    gate_hidden: int = 64
+    hierarchy: str = "independent"
+    tau: float = 1.0
+    gate_bias_init: float = 2.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(
+            self.kind == "gated_rank", f"GatedRankConfig has kind 'gated_rank', got {self.kind!r}"
+        )
+        check(
+            self.hierarchy in HIERARCHIES,
+            f"adapter.hierarchy={self.hierarchy!r} is not one of {', '.join(HIERARCHIES)}",
+        )
+        check(self.rank_low >= 1, f"adapter.rank_low must be >= 1, got {self.rank_low}")
+        check(self.rank_high >= 0, "adapter.rank_high must be >= 0")
+        check(self.tau > 0, f"adapter.tau must be > 0, got {self.tau}")
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -65,6 +101,12 @@ class GatedRankLinear(AdapterLayer):
         self.gates: torch.Tensor | None = None
         self.fixed_gates: torch.Tensor | None = None
 
+    @classmethod
+    def from_config(cls, base: nn.Linear, cfg: GatedRankConfig) -> GatedRankLinear:
+        if cfg.hierarchy == "flat":  # one space: all components under fine gates only
+            return cls(base, cfg.rank_low + cfg.rank_high, 0, cfg.alpha)
+        return cls(base, cfg.rank_low, cfg.rank_high, cfg.alpha)
+
     @property
     def rank(self) -> int:
         return self.rank_low + self.rank_high
@@ -96,7 +138,7 @@ class GatedRankLinear(AdapterLayer):
         if self.enabled and not self.merged:
             gates = self._current_gates(x)
             if gates.shape[0] == 1:
-                weight = self.base.weight + self.delta_weight(fixed_gates=gates[0])
+                weight = self.base.weight + self.delta_weight(MergeSelection(gates[0]))
                 return F.linear(x, weight, self.base.bias)
         return super().forward(x)
 
@@ -109,12 +151,14 @@ class GatedRankLinear(AdapterLayer):
         gates = gates.view(gates.shape[0], *([1] * (x.dim() - 2)), gates.shape[-1])
         return ((x @ self.gated_A.t()) * gates) @ self.gated_B.t() * self.scale
 
-    def delta_weight(self, fixed_gates: torch.Tensor | None = None) -> torch.Tensor:
-        gates = fixed_gates if fixed_gates is not None else self.fixed_gates
+    def delta_weight(self, selection: MergeSelection | None = None) -> torch.Tensor:
+        """``s B diag(g) A`` for the gate pattern of ``selection`` (or ``self.fixed_gates``)."""
+        gates = selection.fixed_gates if selection is not None else None
+        gates = gates if gates is not None else self.fixed_gates
         if gates is None:
             raise RuntimeError(
                 "gated-rank adapters depend on the image and cannot be merged; "
-                "pass fixed_gates=(R,) to merge a fixed gate pattern"
+                "pass MergeSelection(fixed_gates=(R,)) to merge a fixed gate pattern"
             )
         gates = gates.reshape(-1).to(self.gated_A.dtype)
         if gates.numel() != self.rank:
@@ -191,3 +235,17 @@ class BlockGate(nn.Module):
     def hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         """Forward hook on the block's ``norm1``: its output is the per-image gate input."""
         self(output)
+
+
+def block_gate(
+    gate_input: nn.Module, layers: list[GatedRankLinear], cfg: GatedRankConfig
+) -> BlockGate:
+    """The gate network of one block, sized by its gate-input LayerNorm."""
+    return BlockGate(
+        gate_input.normalized_shape[0],
+        cfg.gate_hidden,
+        layers,
+        cfg.hierarchy,
+        cfg.tau,
+        cfg.gate_bias_init,
+    )

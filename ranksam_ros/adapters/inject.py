@@ -1,4 +1,11 @@
-"""Put adapters into SAM's image encoder by target-module pattern, and manage them afterwards."""
+"""Put adapters into an image encoder by target pattern, and take them out again.
+
+An encoder names the blocks adapters may target and each block's gate input: SAM's
+``ImageEncoderViT`` its ``blocks`` (gate input ``norm1``, which ``Block.forward`` applies to the
+whole ``(B, H, W, C)`` grid before window partitioning, so gates are per image); the
+convolutional encoder describes its own (``adapter_blocks()``). Gate hooks are kept, so
+adapters can be removed (:func:`remove_adapters`) or folded in (:func:`merge_and_unload`).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +13,28 @@ import re
 from collections.abc import Iterator
 
 import torch
-from segment_anything.modeling import ImageEncoderViT
 from torch import nn
 
-from ranksam_ros.adapters.base import AdapterLayer
-from ranksam_ros.adapters.gated_rank import BlockGate, GatedRankLinear
-from ranksam_ros.adapters.lora import LoraLinear
-from ranksam_ros.config import AdapterConfig
+from ranksam_ros.adapters.base import AdapterConfigBase, AdapterLayer, MergeSelection
+from ranksam_ros.adapters.gated_rank import GatedRankLinear, block_gate
+from ranksam_ros.adapters.registry import ADAPTER_PREFIXES, kind_of
 
-ADAPTER_PREFIXES = (LoraLinear.prefix, GatedRankLinear.prefix)
+GATE_MODULE = "gated_gate"  # name of a block's gate network (its parameters carry the prefix)
+VIT_GATE_INPUT = "norm1"
 
 
-def _make_layer(base: nn.Linear, cfg: AdapterConfig) -> AdapterLayer:
-    if cfg.kind == "lora":
-        return LoraLinear(base, cfg.rank, cfg.alpha)
-    rank_low, rank_high = cfg.rank_low, cfg.rank_high
-    if cfg.hierarchy == "flat":
-        rank_low, rank_high = rank_low + rank_high, 0
-    return GatedRankLinear(base, rank_low, rank_high, cfg.alpha)
+def adapter_blocks(encoder: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """``(name, block, gate-input module name)`` of every block adapters may target.
+
+    Raises:
+        TypeError: the encoder has no blocks to adapt.
+    """
+    if hasattr(encoder, "adapter_blocks"):
+        return encoder.adapter_blocks()
+    blocks = getattr(encoder, "blocks", None)
+    if blocks is None:
+        raise TypeError(f"{type(encoder).__name__} has no blocks adapters can target")
+    return [(f"blocks.{i}", block, VIT_GATE_INPUT) for i, block in enumerate(blocks)]
 
 
 def _targets(block: nn.Module, patterns: tuple[str, ...]) -> list[str]:
@@ -40,12 +51,12 @@ def _replace(block: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def inject_adapters(encoder: ImageEncoderViT, cfg: AdapterConfig) -> list[str]:
-    """Wrap the targeted linears of the selected encoder blocks with adapter layers.
+def inject_adapters(encoder: nn.Module, cfg: AdapterConfigBase) -> list[str]:
+    """Wrap the targeted linears of the selected encoder blocks with the kind's layers.
 
     Args:
-        encoder: SAM's image encoder (modified in place).
-        cfg: Which adapter, which blocks (``layers``; empty = all) and which linears.
+        encoder: An image encoder (modified in place).
+        cfg: An adapter config (its ``kind`` picks the row of the adapter table).
 
     Returns:
         Names (relative to the encoder) of the wrapped linears.
@@ -55,38 +66,36 @@ def inject_adapters(encoder: ImageEncoderViT, cfg: AdapterConfig) -> list[str]:
             already holds adapters.
     """
     if any(isinstance(m, AdapterLayer) for m in encoder.modules()):
-        raise ValueError("the encoder already has adapters; build a fresh model first")
-    depth = len(encoder.blocks)
-    layers = cfg.layers or tuple(range(depth))
-    bad = [i for i in layers if not 0 <= i < depth]
+        raise ValueError("the encoder already has adapters; remove them or build a fresh model")
+    kind = kind_of(cfg)
+    blocks = adapter_blocks(encoder)
+    chosen = cfg.layers or tuple(range(len(blocks)))
+    bad = [i for i in chosen if not 0 <= i < len(blocks)]
     if bad:
-        raise ValueError(f"adapter.layers {bad} out of range for an encoder of depth {depth}")
-    wrapped = []
-    for index in layers:
-        block = encoder.blocks[index]
+        raise ValueError(
+            f"adapter.layers {bad} out of range for an encoder of {len(blocks)} blocks"
+        )
+    wrapped, hooks = [], []
+    for index in chosen:
+        block_name, block, gate_input = blocks[index]
         names = _targets(block, cfg.target_modules)
         if not names:
             raise ValueError(
-                f"adapter.target_modules {list(cfg.target_modules)} match no linear in block "
-                f"{index}; linears there: {_targets(block, ('.*',))}"
+                f"adapter.target_modules {list(cfg.target_modules)} match no linear in "
+                f"{block_name}; linears there: {_targets(block, ('.*',))}"
             )
-        new_layers = []
+        layers = []
         for name in names:
-            layer = _make_layer(block.get_submodule(name), cfg)
+            layer = kind.layer.from_config(block.get_submodule(name), cfg)
             _replace(block, name, layer)
-            new_layers.append(layer)
-            wrapped.append(f"blocks.{index}.{name}")
-        if cfg.kind == "gated_rank":
-            gate = BlockGate(
-                encoder.blocks[index].norm1.normalized_shape[0],
-                cfg.gate_hidden,
-                new_layers,
-                cfg.hierarchy,
-                cfg.tau,
-                cfg.gate_bias_init,
-            )
-            block.add_module("gated_gate", gate)
-            block.norm1.register_forward_hook(gate.hook)
+            layers.append(layer)
+            wrapped.append(f"{block_name}.{name}")
+        if kind.gated:
+            gate_module = block.get_submodule(gate_input)
+            gate = block_gate(gate_module, layers, cfg)
+            block.add_module(GATE_MODULE, gate)
+            hooks.append(gate_module.register_forward_hook(gate.hook))
+    encoder._adapter_hooks = hooks  # kept so the gates can be unhooked again
     # New modules start in training mode; follow the encoder (eval -> hard gates, no noise).
     encoder.train(encoder.training)
     return wrapped
@@ -124,11 +133,11 @@ def set_adapters_enabled(model: nn.Module, enabled: bool) -> None:
         layer.enabled = enabled
 
 
-def merge_adapters(model: nn.Module, **kwargs: torch.Tensor) -> None:
-    """Fold every mergeable adapter into its base weight (gated ones need fixed gates)."""
+def merge_adapters(model: nn.Module, selection: MergeSelection | None = None) -> None:
+    """Fold every adapter into its base weight (gated ones need ``selection.fixed_gates``)."""
     for name, layer in adapter_layers(model):
         try:
-            layer.merge(**kwargs)
+            layer.merge(selection)
         except RuntimeError as exc:
             raise RuntimeError(f"cannot merge {name}: {exc}") from exc
 
@@ -137,6 +146,30 @@ def unmerge_adapters(model: nn.Module) -> None:
     """Undo :func:`merge_adapters` exactly."""
     for _, layer in adapter_layers(model):
         layer.unmerge()
+
+
+def remove_adapters(encoder: nn.Module) -> None:
+    """Take every adapter out: base layers back in place (unmerged), gates and hooks gone."""
+    _unload(encoder, keep_merged=False)
+
+
+def merge_and_unload(encoder: nn.Module, selection: MergeSelection | None = None) -> None:
+    """Fold the adapters into the base weights, then take the adapter modules out."""
+    merge_adapters(encoder, selection)
+    _unload(encoder, keep_merged=True)
+
+
+def _unload(encoder: nn.Module, keep_merged: bool) -> None:
+    for name, layer in list(adapter_layers(encoder)):
+        if not keep_merged:
+            layer.unmerge()
+        _replace(encoder, name, layer.base)
+    for handle in getattr(encoder, "_adapter_hooks", []):
+        handle.remove()
+    encoder._adapter_hooks = []
+    for module in list(encoder.modules()):
+        if hasattr(module, GATE_MODULE) and isinstance(getattr(module, GATE_MODULE), nn.Module):
+            delattr(module, GATE_MODULE)
 
 
 def active_ranks(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -4,25 +4,43 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from segment_anything.modeling import ImageEncoderViT
+from torch import nn
 
+from ranksam_ros.adapters.base import AdapterConfigBase
 from ranksam_ros.adapters.inject import adapter_state_dict, inject_adapters
-from ranksam_ros.config import AdapterConfig
-from ranksam_ros.config_loader import from_dict, to_dict
-from ranksam_ros.modeling.checkpoint import load_tensors, save_tensors
+from ranksam_ros.adapters.registry import legacy_adapter_config, parse_adapter_config
+from ranksam_ros.checkpoint import load_tensors, save_tensors
+from ranksam_ros.config_loader import to_dict
+
+# Version 2: each kind has its own config. Files without it stored all kinds' fields.
+ADAPTER_FORMAT = 2
 
 
 def save_adapters(
-    path: str | Path, encoder: ImageEncoderViT, cfg: AdapterConfig, info: dict | None = None
+    path: str | Path, encoder: nn.Module, cfg: AdapterConfigBase, info: dict | None = None
 ) -> None:
     """Write the encoder's adapter tensors and ``cfg`` (plus free-form ``info``) to ``path``."""
     tensors = adapter_state_dict(encoder)
     if not tensors:
         raise ValueError("the encoder has no adapters to save")
-    save_tensors(path, tensors, {"kind": "adapter", "adapter": to_dict(cfg), "info": info or {}})
+    meta = {
+        "kind": "adapter",
+        "adapter": to_dict(cfg),
+        "adapter_format": ADAPTER_FORMAT,
+        "info": info or {},
+    }
+    save_tensors(path, tensors, meta)
 
 
-def load_adapters(path: str | Path, encoder: ImageEncoderViT) -> AdapterConfig:
+def read_adapter_config(meta: dict, path: str | Path) -> AdapterConfigBase:
+    """The adapter config stored in an adapter file's metadata."""
+    where = f"{path}: adapter"
+    if meta.get("adapter_format") == ADAPTER_FORMAT:
+        return parse_adapter_config(meta["adapter"], where)
+    return legacy_adapter_config(meta["adapter"], where)
+
+
+def load_adapters(path: str | Path, encoder: nn.Module) -> AdapterConfigBase:
     """Inject the adapters described in ``path`` into ``encoder`` and load their weights.
 
     Raises:
@@ -30,8 +48,11 @@ def load_adapters(path: str | Path, encoder: ImageEncoderViT) -> AdapterConfig:
         ValueError: the file is not an adapter file or does not fit this encoder.
     """
     tensors, meta = load_tensors(path, "adapter")
-    cfg = from_dict(AdapterConfig, meta["adapter"], "adapter")
-    inject_adapters(encoder, cfg)
+    cfg = read_adapter_config(meta, path)
+    try:
+        inject_adapters(encoder, cfg)
+    except ValueError as exc:
+        raise ValueError(f"{path}: adapter does not fit this encoder: {exc}") from exc
     expected = adapter_state_dict(encoder)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -41,5 +62,5 @@ def load_adapters(path: str | Path, encoder: ImageEncoderViT) -> AdapterConfig:
             f"{path}: adapter does not fit this encoder (missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}, shape mismatch {mismatched[:3]})"
         )
-    encoder.load_state_dict(tensors, strict=False)
+    encoder.load_state_dict(tensors, strict=False)  # adapter keys only, checked just above
     return cfg

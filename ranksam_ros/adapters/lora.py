@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ranksam_ros.adapters.base import AdapterLayer
+from ranksam_ros.adapters.base import AdapterConfigBase, AdapterLayer, MergeSelection, check
+
+
+@dataclass(frozen=True)
+class LoraConfig(AdapterConfigBase):
+    """LoRA of rank ``rank`` on the targeted linears."""
+
+    kind: str = "lora"
+    rank: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.kind == "lora", f"LoraConfig has kind 'lora', got {self.kind!r}")
+        check(self.rank >= 1, f"adapter.rank must be >= 1, got {self.rank}")
 
 
 class LoraLinear(AdapterLayer):
@@ -29,8 +43,13 @@ class LoraLinear(AdapterLayer):
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
 
+    @classmethod
+    def from_config(cls, base: nn.Linear, cfg: LoraConfig) -> LoraLinear:
+        return cls(base, cfg.rank, cfg.alpha)
+
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         return (x @ self.lora_A.t()) @ self.lora_B.t() * self.scale
 
-    def delta_weight(self) -> torch.Tensor:
+    def delta_weight(self, selection: MergeSelection | None = None) -> torch.Tensor:
+        """``s B A`` (the update is static: ``selection`` is not needed)."""
         return (self.lora_B @ self.lora_A) * self.scale

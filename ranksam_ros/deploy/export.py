@@ -12,7 +12,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from ranksam_ros.adapters.inject import adapter_layers, merge_adapters
+from ranksam_ros.adapters.inject import merge_and_unload
+from ranksam_ros.adapters.registry import kind_of
 from ranksam_ros.config_loader import to_dict
 from ranksam_ros.graph.manifest import write_manifest
 from ranksam_ros.graph.names import DECODER_DYNAMIC_AXES
@@ -55,13 +56,17 @@ def _export(
 
 
 def _adapter_mode(model: RankSam) -> str:
-    layers = list(adapter_layers(model.sam.image_encoder))
-    if not layers:
+    """Fold mergeable adapters into the weights; say how the adapters reach the graph."""
+    cfg = model.adapter_cfg
+    if cfg is None:
         return "none"
-    if gated_layers(model):
-        return "gated (live gates in the encoder graph)"
-    merge_adapters(model)
-    return "lora (merged into the encoder weights)"
+    kind = kind_of(cfg)
+    if kind.mergeable:
+        merge_and_unload(model.sam.image_encoder)
+        return f"{cfg.kind} (merged into the encoder weights)"
+    if kind.gated:
+        return f"{cfg.kind} (live gates in the encoder graph)"
+    return f"{cfg.kind} (unmerged branch in the encoder graph)"
 
 
 def export_model(

@@ -88,7 +88,7 @@ ARCH_PRESETS: dict[str, SamArchConfig] = {
         decoder_heads=2,
         iou_head_hidden_dim=32,
         mask_in_chans=4,
-        semantic_classes=("a", "b", "c"),
+        semantic_classes=CAMVID_CLASSES,
     ),
 }
 

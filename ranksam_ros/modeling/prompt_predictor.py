@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ranksam_ros.checkpoint import load_tensors, save_tensors
 from ranksam_ros.config import SamArchConfig
-from ranksam_ros.modeling.checkpoint import load_tensors, save_tensors
 
 PREDICTOR_FILE = "prompt_predictor.safetensors"
 

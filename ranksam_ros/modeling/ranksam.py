@@ -14,7 +14,8 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from ranksam_ros.adapters.inject import active_ranks
-from ranksam_ros.config import AdapterConfig, SamArchConfig
+from ranksam_ros.adapters.registry import AdapterConfig
+from ranksam_ros.config import SamArchConfig
 from ranksam_ros.graph.prompts import select_masks
 from ranksam_ros.modeling.detail_head import DetailHead, build_detail_head, decoder_internals
 from ranksam_ros.modeling.semantic_head import SemanticHead

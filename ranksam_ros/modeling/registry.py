@@ -5,6 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ranksam_ros.adapters.io import load_adapters
+from ranksam_ros.checkpoint import (
+    OFFICIAL_SUFFIXES,
+    load_official_state_dict,
+    load_state_strict,
+    load_tensors,
+    save_tensors,
+)
 from ranksam_ros.config import SamArchConfig
 from ranksam_ros.config_loader import from_dict
 from ranksam_ros.modeling.build import (
@@ -13,13 +20,6 @@ from ranksam_ros.modeling.build import (
     arch_to_dict,
     build_sam,
     infer_official_arch,
-)
-from ranksam_ros.modeling.checkpoint import (
-    OFFICIAL_SUFFIXES,
-    load_official_state_dict,
-    load_state_strict,
-    load_tensors,
-    save_tensors,
 )
 from ranksam_ros.modeling.ranksam import RankSam
 

@@ -1,13 +1,14 @@
-"""Training loop: foundation (all of SAM), adapters or the prompt predictor (rest frozen).
+"""Training loop: the same for every stage (foundation, adapters, prompt predictor ...).
 
-Runs as one process or under ``torchrun --nproc_per_node N`` (DDP; gloo on CPU). Every
-``save_every`` steps the trainable state, optimiser and step go to ``last.pt`` with an atomic
-rename, and a restarted run resumes from it. The final weights are written as safetensors.
+Runs as one process or under ``torchrun --nproc_per_node N`` (DDP; gloo on CPU). The stage
+object (:mod:`ranksam_ros.train.stages`) owns what differs: modules, samples, loss and the
+saved result. Every ``save_every`` steps the stage's trainable state, the optimiser and the
+step go to ``last.pt`` with an atomic rename, and a restarted run resumes from it (strictly:
+every key must fit). The final weights are written as safetensors.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -21,23 +22,11 @@ import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
-from ranksam_ros.adapters.inject import inject_adapters, is_adapter_param
-from ranksam_ros.adapters.inject import mark_only_adapters_trainable as freeze_base
-from ranksam_ros.adapters.io import save_adapters
-from ranksam_ros.config import TrainConfig
+from ranksam_ros.checkpoint import atomic_write
 from ranksam_ros.config_loader import to_dict
 from ranksam_ros.data.folder import SegmentationFolder
-from ranksam_ros.modeling.checkpoint import atomic_write
-from ranksam_ros.modeling.prompt_predictor import (
-    PREDICTOR_FILE,
-    build_prompt_predictor,
-    save_prompt_predictor,
-)
-from ranksam_ros.modeling.ranksam import RankSam
-from ranksam_ros.modeling.registry import build_model, save_model
-from ranksam_ros.train.prompt_stage import PromptPredictorLoss, make_prompt_sample
-from ranksam_ros.train.samples import class_weights, make_sample
-from ranksam_ros.train.step import PromptedLoss
+from ranksam_ros.train.config import TrainConfig
+from ranksam_ros.train.stages import make_stage
 
 LAST = "last.pt"
 
@@ -65,47 +54,6 @@ def setup_distributed() -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
-def build_trainable(cfg: TrainConfig) -> RankSam:
-    """The model of ``cfg.stage`` with exactly the parameters that should train unfrozen."""
-    model = build_model(cfg.model)
-    if cfg.stage == "adapter":
-        inject_adapters(model.sam.image_encoder, cfg.adapter)
-        model.adapter_cfg = cfg.adapter
-        freeze_base(model)
-    elif cfg.stage == "prompt":
-        for param in model.parameters():
-            param.requires_grad_(False)
-        model.prompt_predictor = build_prompt_predictor(model.arch, tuple(cfg.data.class_names))
-    else:
-        if cfg.init:
-            start = build_model(cfg.init)
-            # A model without the detail head may start one: the new head begins neutral.
-            if dataclasses.replace(start.arch, detail_head=model.arch.detail_head) != model.arch:
-                raise ValueError(f"init={cfg.init} has another architecture than model={cfg.model}")
-            model.sam.load_state_dict(start.sam.state_dict())
-            if start.detail_head is not None and model.detail_head is not None:
-                model.detail_head.load_state_dict(start.detail_head.state_dict())
-        for name, param in model.named_parameters():
-            param.requires_grad_(_model_part(name) not in cfg.freeze)
-        if not any(param.requires_grad for param in model.parameters()):
-            raise ValueError(f"freeze={list(cfg.freeze)} leaves nothing to train in {cfg.model}")
-    return model.train()
-
-
-def _model_part(name: str) -> str:
-    """``sam.image_encoder.x`` -> ``image_encoder``; ``detail_head.x`` -> ``detail_head``."""
-    parts = name.split(".")
-    return parts[1] if parts[0] == "sam" else parts[0]
-
-
-def trained_module(model: RankSam, stage: str) -> torch.nn.Module:
-    """The module whose weights a stage changes (and checkpoints)."""
-    if stage == "prompt":
-        return model.prompt_predictor
-    # The foundation stage trains SAM and, when the architecture has one, the detail head.
-    return model.sam if stage == "adapter" else model
-
-
 def learning_rate_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up then cosine decay to ``min_lr_ratio``."""
     optim = cfg.optim
@@ -114,24 +62,6 @@ def learning_rate_factor(step: int, cfg: TrainConfig) -> float:
     progress = (step - optim.warmup_steps) / max(1, optim.steps - optim.warmup_steps)
     cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return optim.min_lr_ratio + (1 - optim.min_lr_ratio) * cosine
-
-
-def make_optimizer(model: RankSam, cfg: TrainConfig) -> torch.optim.Optimizer:
-    gates, others = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (gates if "gated_gate" in name else others).append(param)
-    groups = [{"params": others, "lr": cfg.optim.lr, "base_lr": cfg.optim.lr}]
-    if gates:
-        groups.append({"params": gates, "lr": cfg.optim.gate_lr, "base_lr": cfg.optim.gate_lr})
-    return torch.optim.AdamW(groups, weight_decay=cfg.optim.weight_decay)
-
-
-def trainable_state(model: RankSam, stage: str) -> dict[str, torch.Tensor]:
-    state = trained_module(model, stage).state_dict()
-    if stage == "adapter":
-        return {k: v for k, v in state.items() if is_adapter_param(k)}
-    return state
 
 
 class Trainer:
@@ -152,20 +82,16 @@ class Trainer:
             cache=cfg.data.cache_images,
             exclude_sequences=cfg.data.holdout_sequences,
         )
-        self.model = build_trainable(cfg)
-        if cfg.stage == "prompt":
-            self.step_module = PromptPredictorLoss(self.model, self.model.prompt_predictor)
-        else:
-            weights = None
-            if cfg.loss.semantic_weight > 0 and self.model.semantic_head is not None:
-                weights = class_weights(self.folder, cfg.data, cfg.loss.semantic_class_balance)
-            self.step_module = PromptedLoss(self.model, cfg.loss, weights)
-        self.runner = self.step_module
+        self.stage = make_stage(cfg, self.folder)
+        self.model = self.stage.model
+        self.runner = self.stage.loss
         if self.dist.world > 1:
             self.runner = torch.nn.parallel.DistributedDataParallel(
-                self.step_module, find_unused_parameters=True
+                self.stage.loss, find_unused_parameters=True
             )
-        self.optimizer = make_optimizer(self.model, cfg)
+        self.optimizer = torch.optim.AdamW(
+            self.stage.param_groups(), weight_decay=cfg.optim.weight_decay
+        )
         self.step = 0
         self.elapsed = 0.0
         self._resume()
@@ -177,8 +103,7 @@ class Trainer:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state["config"] != to_dict(self.cfg):
             raise ValueError(f"{path} was written by a different config; use another out_dir")
-        module = trained_module(self.model, self.cfg.stage)
-        module.load_state_dict(state["model"], strict=self.cfg.stage != "adapter")
+        self.stage.load_trainable_state(state["model"], str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed"])
@@ -189,7 +114,7 @@ class Trainer:
         if not self.dist.main:
             return
         state = {
-            "model": trainable_state(self.model, self.cfg.stage),
+            "model": self.stage.trainable_state(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "elapsed": self.elapsed,
@@ -200,11 +125,7 @@ class Trainer:
     def _batch(self) -> list:
         rng = np.random.default_rng([self.cfg.seed, self.step, self.dist.rank])
         indices = rng.integers(0, len(self.folder), size=self.cfg.optim.batch_size)
-        arch, data = self.model.arch, self.cfg.data
-        if self.cfg.stage == "prompt":
-            grid = self.model.prompt_predictor.grid
-            return [make_prompt_sample(self.folder, int(i), arch, grid, data, rng) for i in indices]
-        return [make_sample(self.folder, int(i), arch, data, rng) for i in indices]
+        return [self.stage.make_sample(int(i), rng) for i in indices]
 
     def _out_of_time(self) -> bool:
         limit = self.cfg.optim.time_limit_min * 60
@@ -265,19 +186,11 @@ class Trainer:
             "steps": self.step,
             "train_seconds": round(self.elapsed, 1),
             "world": self.dist.world,
+            "holdout_sequences": list(self.cfg.data.holdout_sequences),
         }
-        if self.cfg.stage == "adapter":
-            path = self.out / "adapter.safetensors"
-            if self.dist.main:
-                save_adapters(path, self.model.sam.image_encoder, self.cfg.adapter, info)
-        elif self.cfg.stage == "prompt":
-            path = self.out / PREDICTOR_FILE
-            if self.dist.main:
-                save_prompt_predictor(path, self.model.prompt_predictor, info)
-        else:
-            path = self.out / "model.safetensors"
-            if self.dist.main:
-                save_model(path, self.model, info)
+        path = self.out / self.stage.output_file
+        if self.dist.main:
+            self.stage.save(self.out, info)
         if self.dist.world > 1:
             dist.barrier()
         return path

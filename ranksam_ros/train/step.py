@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ranksam_ros.config import LossConfig
 from ranksam_ros.modeling.ranksam import RankSam
+from ranksam_ros.train.config import LossConfig
 from ranksam_ros.train.losses import (
     importance_coords,
     mask_losses,

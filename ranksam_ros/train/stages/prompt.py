@@ -8,6 +8,7 @@ logits. Losses: CenterNet's penalty-reduced focal loss on the maps, cross-entrop
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,9 +19,16 @@ from ranksam_ros.config import DataConfig, SamArchConfig
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.data.segments import find_segments, interior_point
 from ranksam_ros.graph.preprocess import normalize_pad
-from ranksam_ros.modeling.prompt_predictor import PromptPredictor
+from ranksam_ros.modeling.prompt_predictor import (
+    PREDICTOR_FILE,
+    PromptPredictor,
+    build_prompt_predictor,
+    save_prompt_predictor,
+)
 from ranksam_ros.modeling.ranksam import RankSam
+from ranksam_ros.modeling.registry import build_model
 from ranksam_ros.train.samples import prepare_frame
+from ranksam_ros.train.stages.base import TrainingStage
 
 IGNORE_INDEX = -100
 BLOB_SIGMA = 1.0
@@ -116,3 +124,34 @@ class PromptPredictorLoss(nn.Module):
         )
         loss = focal + self.class_weight * ce
         return loss, {"peak_loss": float(focal.detach()), "class_loss": float(ce.detach())}
+
+
+class PromptPredictorStage(TrainingStage):
+    """A new prompt predictor on the frozen model's embeddings."""
+
+    output_file = PREDICTOR_FILE
+
+    def build_model(self) -> RankSam:
+        self.check_no_freeze()
+        model = build_model(self.cfg.model)
+        for param in model.parameters():
+            param.requires_grad_(False)
+        model.prompt_predictor = build_prompt_predictor(
+            model.arch, tuple(self.cfg.data.class_names)
+        )
+        return model.train()
+
+    def build_loss(self) -> nn.Module:
+        return PromptPredictorLoss(self.model, self.model.prompt_predictor)
+
+    def make_sample(self, index: int, rng: np.random.Generator) -> PromptSample:
+        grid = self.model.prompt_predictor.grid
+        return make_prompt_sample(self.folder, index, self.model.arch, grid, self.cfg.data, rng)
+
+    def trained_module(self) -> nn.Module:
+        return self.model.prompt_predictor
+
+    def save(self, out_dir: Path, info: dict) -> Path:
+        path = out_dir / self.output_file
+        save_prompt_predictor(path, self.model.prompt_predictor, info)
+        return path
