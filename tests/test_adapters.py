@@ -28,6 +28,11 @@ from ranksam_ros.adapters.inject import (
 from ranksam_ros.adapters.io import load_adapters, save_adapters
 from ranksam_ros.adapters.lora import LoraConfig
 from ranksam_ros.adapters.registry import ADAPTER_KINDS, kind_of, parse_adapter_config
+from ranksam_ros.adapters.tensor_lora import (
+    TensorLoraConfig,
+    orthogonality_penalty,
+    set_tasks,
+)
 from ranksam_ros.checkpoint import load_tensors, save_tensors
 from ranksam_ros.modeling.registry import build_model
 
@@ -46,7 +51,19 @@ CASES = {
         "micro-conv",
         GatedRankConfig(rank_low=2, rank_high=2, target_modules=CONV_LINEARS),
     ),
+    "tensor_tucker": ("micro", TensorLoraConfig(rank_in=2, rank_out=3, dropout=0.0)),
+    "tensor_separate": ("micro", TensorLoraConfig(sharing="separate", rank_in=2, dropout=0.0)),
+    "tensor_shared_conv": (
+        "micro-conv",
+        TensorLoraConfig(sharing="shared", rank_in=2, dropout=0.0, target_modules=CONV_LINEARS),
+    ),
 }
+
+
+def _encode(model, x: torch.Tensor, task: int = 0) -> torch.Tensor:
+    """Encode ``x``; multi-task adapters see every image as task ``task``."""
+    set_tasks(model, torch.full((len(x),), task, dtype=torch.long))
+    return model.encode(x)
 
 
 def _images(batch: int = 2) -> torch.Tensor:
@@ -71,9 +88,9 @@ def test_identity_at_init(case):
     model, case = case
     x = _images()
     with torch.no_grad():
-        reference = model.encode(x)
+        reference = _encode(model, x)
         inject_adapters(model.sam.image_encoder, case)
-        adapted = model.encode(x)
+        adapted = _encode(model, x)
     assert torch.equal(reference, adapted)
 
 
@@ -81,12 +98,12 @@ def test_adapters_change_output_once_trained(case):
     model, case = case
     x = _images()
     with torch.no_grad():
-        reference = model.encode(x)
+        reference = _encode(model, x)
         inject_adapters(model.sam.image_encoder, case)
         _randomize_adapters(model)
-        adapted = model.encode(x)
+        adapted = _encode(model, x)
         set_adapters_enabled(model, False)
-        disabled = model.encode(x)
+        disabled = _encode(model, x)
     assert not torch.allclose(reference, adapted)
     assert torch.equal(reference, disabled)
 
@@ -114,7 +131,7 @@ def test_save_load_round_trip(case, tmp_path):
     assert load_adapters(path, fresh.sam.image_encoder) == case
     x = _images()
     with torch.no_grad():
-        assert torch.equal(model.encode(x), fresh.encode(x))
+        assert torch.equal(_encode(model, x), _encode(fresh, x))
     other = build_model("tiny")
     with pytest.raises(ValueError, match="does not fit"):
         load_adapters(path, other.sam.image_encoder)
@@ -125,16 +142,18 @@ def test_merge_equals_unmerged_where_mergeable(case):
     inject_adapters(model.sam.image_encoder, case)
     _randomize_adapters(model)
     x = _images()
+    # Multi-task adapters merge a chosen task (here task 0, the one _encode uses).
+    selection = MergeSelection(task=0) if case.kind == "tensor_lora" else None
     with torch.no_grad():
-        unmerged = model.encode(x)
-        if kind_of(case).mergeable:
-            merge_adapters(model)
-            merged = model.encode(x)
+        unmerged = _encode(model, x)
+        if kind_of(case).mergeable or selection is not None:
+            merge_adapters(model, selection)
+            merged = _encode(model, x)
             assert torch.allclose(unmerged, merged, atol=1e-5, rtol=1e-4)
             unmerge_adapters(model)
-            assert torch.allclose(model.encode(x), unmerged, atol=1e-6)
+            assert torch.allclose(_encode(model, x), unmerged, atol=1e-6)
         else:
-            with pytest.raises(RuntimeError, match="cannot be merged"):
+            with pytest.raises(RuntimeError, match="cannot merge"):
                 merge_adapters(model)
 
 
@@ -143,12 +162,12 @@ def test_remove_adapters_restores_the_base_exactly(case):
     x = _images()
     names = {n for n, _ in model.sam.image_encoder.named_parameters()}
     with torch.no_grad():
-        reference = model.encode(x)
+        reference = _encode(model, x)
         inject_adapters(model.sam.image_encoder, case)
         _randomize_adapters(model)
-        assert not torch.equal(model.encode(x), reference)
+        assert not torch.equal(_encode(model, x), reference)
         remove_adapters(model.sam.image_encoder)
-        assert torch.equal(model.encode(x), reference)
+        assert torch.equal(_encode(model, x), reference)
     assert {n for n, _ in model.sam.image_encoder.named_parameters()} == names
     inject_adapters(model.sam.image_encoder, case)  # and the encoder takes adapters again
 
@@ -158,13 +177,14 @@ def test_merge_and_unload_keeps_the_output_without_adapter_modules(case):
     inject_adapters(model.sam.image_encoder, case)
     _randomize_adapters(model)
     x = _images(1)
+    selection = MergeSelection(task=1) if case.kind == "tensor_lora" else None
     if kind_of(case).gated:  # a fixed gate pattern makes the gated update static
         for _, layer in adapter_layers(model):
             layer.fixed_gates = (torch.arange(layer.rank) % 2).float()
     with torch.no_grad():
-        adapted = model.encode(x)
-        merge_and_unload(model.sam.image_encoder)
-        unloaded = model.encode(x)
+        adapted = _encode(model, x, task=1)
+        merge_and_unload(model.sam.image_encoder, selection)
+        unloaded = _encode(model, x)
     assert torch.allclose(adapted, unloaded, atol=1e-5, rtol=1e-4)
     assert not list(adapter_layers(model))
     assert not any(is_adapter_param(n) for n, _ in model.named_parameters())
@@ -287,3 +307,69 @@ def test_bad_targets_and_layers_are_clear_errors():
     inject_adapters(model.sam.image_encoder, GatedRankConfig())
     with pytest.raises(ValueError, match="already has adapters"):
         inject_adapters(model.sam.image_encoder, GatedRankConfig())
+
+
+def test_tensor_lora_tasks_differ_and_each_merges_exactly():
+    model = build_model("micro")
+    inject_adapters(model.sam.image_encoder, TensorLoraConfig(rank_in=2, rank_out=3, dropout=0.0))
+    _randomize_adapters(model)
+    x = _images(1)
+    with torch.no_grad():
+        per_task = [_encode(model, x, task) for task in range(3)]
+        assert not torch.allclose(per_task[0], per_task[1])
+        for task in range(3):
+            merge_adapters(model, MergeSelection(task=task))
+            merged = model.encode(x)  # merged layers skip the branch: no task needed
+            unmerge_adapters(model)
+            assert torch.allclose(merged, per_task[task], atol=1e-5, rtol=1e-4)
+    with pytest.raises(RuntimeError, match="one task at a time"):
+        merge_adapters(model)
+
+
+def test_tensor_lora_batches_mix_tasks_per_image():
+    """A multi-task batch repeats a frame per task; windowed blocks follow their image."""
+    model = build_model("micro")
+    inject_adapters(model.sam.image_encoder, TensorLoraConfig(rank_in=2, rank_out=2, dropout=0.0))
+    _randomize_adapters(model)
+    x = _images(1).repeat(3, 1, 1, 1)
+    with torch.no_grad():
+        set_tasks(model, torch.arange(3))
+        batched = model.encode(x)
+        singles = torch.cat([_encode(model, x[:1], task) for task in range(3)])
+    assert torch.allclose(batched, singles, atol=1e-5)
+
+
+def test_tensor_lora_parameters_grow_by_the_task_rank_only():
+    counts = {}
+    for tasks in (("a", "b"), ("a", "b", "c")):
+        for sharing in ("tucker", "separate", "shared"):
+            model = build_model("micro")
+            cfg = TensorLoraConfig(tasks=tasks, sharing=sharing, rank_in=4, rank_out=4)
+            inject_adapters(model.sam.image_encoder, cfg)
+            counts[(len(tasks), sharing)] = mark_only_adapters_trainable(model)
+    layers = 4  # qkv and proj of both blocks
+    assert counts[(3, "tucker")] - counts[(2, "tucker")] == layers * cfg.rank_task
+    assert counts[(3, "shared")] == counts[(2, "shared")]
+    assert counts[(3, "separate")] == 1.5 * counts[(2, "separate")]
+    assert counts[(3, "shared")] < counts[(3, "tucker")] < counts[(3, "separate")]
+
+
+def test_orthogonality_penalty_is_zero_for_orthonormal_factors_and_differentiable():
+    model = build_model("micro")
+    inject_adapters(model.sam.image_encoder, TensorLoraConfig(rank_in=2, rank_out=2))
+    layers = [m for m in model.modules() if hasattr(m, "tlora_G")]
+    with torch.no_grad():
+        for module in layers:
+            for name in ("tlora_U1", "tlora_U2"):
+                param = getattr(module, name)
+                q, _ = torch.linalg.qr(torch.randn(max(param.shape), min(param.shape)))
+                param.copy_(q if param.shape[0] >= param.shape[1] else q.t())
+            module.tlora_G.copy_(torch.eye(2)[:, :, None].expand(2, 2, module.tlora_G.shape[-1]))
+    assert float(orthogonality_penalty(model)) < 1e-5
+    with torch.no_grad():
+        for module in layers:
+            module.tlora_G.normal_()
+    penalty = orthogonality_penalty(model)
+    assert float(penalty) > 0.1
+    penalty.backward()
+    assert all(m.tlora_G.grad is not None and m.tlora_G.grad.abs().sum() > 0 for m in layers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -137,3 +138,49 @@ def test_parity_with_sam_predictor_vit_b_official_layout(tmp_path, frames_dir):
         np.array([1]),
         np.array([10.0, 20.0, 300.0, 340.0]),
     )
+
+
+def test_conv_encoder_is_sams_image_encoder_with_fine_features():
+    from segment_anything.modeling import Sam
+
+    from ranksam_ros.modeling.conv_encoder import ConvImageEncoder
+
+    model = build_model("micro-conv")
+    assert isinstance(model.sam, Sam) and isinstance(model.sam.image_encoder, ConvImageEncoder)
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        embedding, fine = model.encode_with_detail(image)
+        assert torch.equal(embedding, model.sam.image_encoder(image))
+        assert embedding.shape == (2, 32, 4, 4) and fine.shape == (2, 4, 16, 16)
+        box = torch.tensor([[8.0, 8.0, 40.0, 40.0]])
+        with_fine, _ = model.decode(embedding[:1], boxes=box, detail=fine[:1])
+        other, _ = model.decode(embedding[:1], boxes=box, detail=fine[:1] + 1.0)
+        assert with_fine.shape == (1, 1, 16, 16)
+        assert not torch.allclose(with_fine, other), "fine features must reach the masks"
+        with pytest.raises(ValueError, match="pass detail="):
+            model.decode(embedding[:1], boxes=box)
+        logits = model.semantic_logits(embedding, fine)
+    assert logits.shape == (2, 11, 16, 16)
+
+
+def test_architecture_mismatches_name_the_file_or_field(tmp_path, micro_model):
+    from ranksam_ros.checkpoint import load_tensors, save_tensors
+
+    old = tmp_path / "vit.safetensors"
+    save_model(old, micro_model)
+    tensors, meta = load_tensors(old, "sam")
+    meta["arch"] = dataclasses.asdict(ARCH_PRESETS["micro-conv"])
+    forged = tmp_path / "vit_weights_conv_arch.safetensors"
+    save_tensors(forged, tensors, meta)
+    with pytest.raises(ValueError, match="vit_weights_conv_arch.safetensors.*does not fit"):
+        build_model(str(forged))
+    meta["arch"]["encoder"] = "mamba"
+    save_tensors(forged, tensors, meta)
+    with pytest.raises(ValueError, match=r"arch.encoder='mamba' is not one of vit, conv"):
+        build_model(str(forged))
+    conv = tmp_path / "conv.safetensors"
+    save_model(conv, build_model("micro-conv"))
+    official = tmp_path / "sam_vit_b.pth"
+    torch.save(load_tensors(conv, "sam")[0], official)
+    with pytest.raises(ValueError, match="sam_vit_b.pth.*not a SAM state dict"):
+        build_model(str(official))

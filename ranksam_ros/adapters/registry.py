@@ -14,6 +14,7 @@ from typing import Any, Union
 from ranksam_ros.adapters.base import AdapterConfigBase, AdapterLayer
 from ranksam_ros.adapters.gated_rank import GatedRankConfig, GatedRankLinear
 from ranksam_ros.adapters.lora import LoraConfig, LoraLinear
+from ranksam_ros.adapters.tensor_lora import TensorLoraConfig, TensorLoraLinear
 from ranksam_ros.config_loader import from_dict
 
 
@@ -37,6 +38,8 @@ class AdapterKind:
 ADAPTER_KINDS: dict[str, AdapterKind] = {
     "gated_rank": AdapterKind(GatedRankConfig, GatedRankLinear, gated=True, mergeable=False),
     "lora": AdapterKind(LoraConfig, LoraLinear, gated=False, mergeable=True),
+    # Mergeable one task at a time (MergeSelection(task=t)).
+    "tensor_lora": AdapterKind(TensorLoraConfig, TensorLoraLinear, gated=False, mergeable=False),
 }
 
 # The type of an adapter config anywhere in a config file (TrainConfig.adapter).

@@ -63,7 +63,10 @@ def save_model(path: str | Path, model: RankSam, info: dict | None = None) -> No
 def _load_checkpoint_file(path: Path) -> RankSam:
     if path.suffix in OFFICIAL_SUFFIXES:
         state = load_official_state_dict(path)
-        name = infer_official_arch(state)
+        try:
+            name = infer_official_arch(state)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
         sam = build_sam(ARCH_PRESETS[name])
         load_state_strict(sam, state, str(path))
         return RankSam(sam, ARCH_PRESETS[name], f"{name}:{path.stem}")
