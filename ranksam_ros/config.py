@@ -155,7 +155,8 @@ class DataConfig:
     one_click_prob: float = 0.0
     # Chance per frame to paste one class region of a thing class from another frame.
     copy_paste_prob: float = 0.0
-    copy_paste_classes: tuple[str, ...] = ("pole", "sign_symbol", "car", "pedestrian", "bicyclist")
+    # Countable classes: instances (and copy-paste) only for these; the rest is stuff.
+    thing_classes: tuple[str, ...] = ("pole", "sign_symbol", "car", "pedestrian", "bicyclist")
 
     def __post_init__(self) -> None:
         _check(self.min_segment_area >= 1, "data.min_segment_area must be >= 1")
@@ -165,8 +166,8 @@ class DataConfig:
         _check(0.1 <= self.min_zoom <= 1.0, "data.min_zoom must be in [0.1, 1]")
         _check(0.0 <= self.one_click_prob <= 1.0, "data.one_click_prob must be in [0, 1]")
         _check(0.0 <= self.copy_paste_prob <= 1.0, "data.copy_paste_prob must be in [0, 1]")
-        unknown = sorted(set(self.copy_paste_classes) - set(self.class_names))
-        _check(not unknown, f"data.copy_paste_classes {unknown} are not in data.class_names")
+        unknown = sorted(set(self.thing_classes) - set(self.class_names))
+        _check(not unknown, f"data.thing_classes {unknown} are not in data.class_names")
         _check(
             len(self.class_names) == self.num_classes,
             "data.class_names must list num_classes names",

@@ -84,7 +84,7 @@ class TensorLoraLinear(AdapterLayer):
         d_in, d_out, r1 = base.in_features, base.out_features, cfg.rank_in
         if cfg.sharing == "tucker":
             self.tlora_U1 = nn.Parameter(torch.randn(r1, d_in) / math.sqrt(d_in))
-            self.tlora_U2 = nn.Parameter(torch.randn(d_out, cfg.rank_out) / math.sqrt(cfg.rank_out))
+            self.tlora_U2 = nn.Parameter(torch.randn(d_out, cfg.rank_out) / math.sqrt(d_out))
             self.tlora_U3 = nn.Parameter(torch.randn(self.num_tasks, cfg.rank_task))
             self.tlora_G = nn.Parameter(torch.zeros(r1, cfg.rank_out, cfg.rank_task))
         else:

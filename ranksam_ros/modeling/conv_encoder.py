@@ -113,10 +113,25 @@ class ConvImageEncoder(nn.Module):
         Returns:
             ``(B, out_chans, S/16, S/16)`` and ``(B, fine_chans, S/4, S/4)``.
         """
+        return self.tail(self.trunk(x, 0), 0)
+
+    def trunk(self, x: torch.Tensor, blocks: int) -> tuple[torch.Tensor, ...]:
+        """Features up to (not including) ConvNeXt block ``blocks``: ``(f4, f8, f16)``.
+
+        Multi-task adapters on the last blocks only need the trunk once per frame; the tail
+        (:meth:`tail`) then runs once per task.
+        """
         f4 = self.stage4(self.stem(x))
         f8 = self.stage8(f4)
         f16 = self.down16(f8)
-        for block in self.blocks:
+        for block in self.blocks[:blocks]:
+            f16 = block(f16)
+        return f4, f8, f16
+
+    def tail(self, features: tuple[torch.Tensor, ...], start: int) -> tuple[torch.Tensor, ...]:
+        """Blocks from ``start`` on, the neck and fine features of :meth:`trunk`'s output."""
+        f4, f8, f16 = features
+        for block in self.blocks[start:]:
             f16 = block(f16)
         size = f4.shape[-2:]
         fused = (

@@ -155,7 +155,7 @@ class Trainer:
                 stats.update(step=self.step, elapsed_s=round(self.elapsed, 1))
                 log.write(json.dumps(stats) + "\n")
                 log.flush()
-                bar.set_postfix(loss=f"{stats['loss']:.3f}", iou=f"{stats.get('train_iou', 0):.3f}")
+                bar.set_postfix({k: f"{stats[k]:.3f}" for k in ("loss", "train_iou") if k in stats})
             if self.step % cfg.save_every == 0:
                 self._save_last()
         bar.close()

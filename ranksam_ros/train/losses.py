@@ -168,3 +168,12 @@ def importance_coords(
         rest = torch.randint(0, candidates.shape[1], (n, count - top, 1)).expand(-1, -1, 2)
         extra = torch.gather(candidates, 1, rest)
     return torch.cat([picked, extra], dim=1)
+
+
+def centernet_focal(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Penalty-reduced focal loss (CenterNet) normalised by the number of peaks."""
+    prob = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    positive = target >= 1.0 - 1e-6
+    pos_loss = -((1 - prob) ** 2 * torch.log(prob))[positive].sum()
+    neg_loss = -((1 - target) ** 4 * prob**2 * torch.log(1 - prob))[~positive].sum()
+    return (pos_loss + neg_loss) / positive.sum().clamp_min(1)

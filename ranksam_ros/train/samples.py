@@ -87,7 +87,7 @@ def prepare_frame(
     image, label = folder[index]
     if cfg.copy_paste_prob > 0 and rng.random() < cfg.copy_paste_prob:
         donor_image, donor_label = folder[int(rng.integers(len(folder)))]
-        classes = tuple(cfg.class_names.index(name) for name in cfg.copy_paste_classes)
+        classes = tuple(cfg.class_names.index(name) for name in cfg.thing_classes)
         image, label = copy_paste(image, label, donor_image, donor_label, classes, rng)
     image, label = augment(
         image,

@@ -7,12 +7,14 @@ from ranksam_ros.train.config import TrainConfig
 from ranksam_ros.train.stages.adapter import AdapterStage
 from ranksam_ros.train.stages.base import TrainingStage
 from ranksam_ros.train.stages.foundation import FoundationStage
+from ranksam_ros.train.stages.multitask import MultiTaskStage
 from ranksam_ros.train.stages.prompt import PromptPredictorStage
 
 STAGES: dict[str, type[TrainingStage]] = {
     "foundation": FoundationStage,
     "adapter": AdapterStage,
     "prompt": PromptPredictorStage,
+    "multitask": MultiTaskStage,
 }
 
 

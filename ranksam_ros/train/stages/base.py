@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torchvision.models.convnext import CNBlock
 
 from ranksam_ros.checkpoint import load_state_strict
 from ranksam_ros.data.folder import SegmentationFolder
-from ranksam_ros.modeling.ranksam import RankSam
 from ranksam_ros.train.config import TrainConfig
 
 
@@ -41,12 +41,13 @@ class TrainingStage(ABC):
         self.cfg = cfg
         self.folder = folder
         self.model = self.build_model()
+        settle_frozen_parts(self.model)
         self.loss = self.build_loss()
         if not any(p.requires_grad for p in self.model.parameters()):
             raise ValueError(f"stage {cfg.stage} of {cfg.model} leaves nothing to train")
 
     @abstractmethod
-    def build_model(self) -> RankSam:
+    def build_model(self) -> nn.Module:
         """The model, with the parameters this stage trains unfrozen and the rest frozen."""
 
     @abstractmethod
@@ -83,3 +84,19 @@ class TrainingStage(ABC):
         """Stages other than foundation decide themselves what trains."""
         if self.cfg.freeze:
             raise ValueError(f"freeze applies to stage=foundation, not stage={self.cfg.stage}")
+
+
+def settle_frozen_parts(model: nn.Module) -> None:
+    """Frozen parts behave as at inference while the rest trains.
+
+    BatchNorm layers with frozen weights keep their running statistics (in training mode
+    they would normalise with batch statistics and overwrite the foundation's), and the
+    stochastic depth of frozen ConvNeXt blocks is off (it would drop frozen residual branches
+    at random under the adapters being trained).
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if not any(p.requires_grad for p in module.parameters(recurse=False)):
+                module.eval()
+        elif isinstance(module, CNBlock) and not module.block[0].weight.requires_grad:
+            module.stochastic_depth.eval()

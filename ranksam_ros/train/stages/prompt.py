@@ -27,6 +27,7 @@ from ranksam_ros.modeling.prompt_predictor import (
 )
 from ranksam_ros.modeling.ranksam import RankSam
 from ranksam_ros.modeling.registry import build_model
+from ranksam_ros.train.losses import centernet_focal
 from ranksam_ros.train.samples import prepare_frame
 from ranksam_ros.train.stages.base import TrainingStage
 
@@ -87,15 +88,6 @@ def make_prompt_sample(
         heatmap=torch.from_numpy(peak_targets(small, grid, cell, cfg, min_area)),
         classes=torch.from_numpy(class_targets(small, grid, cell, cfg)),
     )
-
-
-def centernet_focal(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Penalty-reduced focal loss (CenterNet) normalised by the number of peaks."""
-    prob = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
-    positive = target >= 1.0 - 1e-6
-    pos_loss = -((1 - prob) ** 2 * torch.log(prob))[positive].sum()
-    neg_loss = -((1 - target) ** 4 * prob**2 * torch.log(1 - prob))[~positive].sum()
-    return (pos_loss + neg_loss) / positive.sum().clamp_min(1)
 
 
 class PromptPredictorLoss(nn.Module):

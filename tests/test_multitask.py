@@ -1,0 +1,96 @@
+"""Multi-task adapters and heads: targets, the model, the stage, files tied to a foundation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ranksam_ros.adapters.tensor_lora import TensorLoraConfig
+from ranksam_ros.config import CAMVID_CLASSES
+from ranksam_ros.config_loader import load_config
+from ranksam_ros.data.task_targets import boundary_target, centre_targets, thing_instances
+from ranksam_ros.modeling.multitask import MultiTaskSam
+from ranksam_ros.modeling.registry import build_model, save_model
+from ranksam_ros.modeling.task_io import foundation_fingerprint, load_multitask
+from ranksam_ros.train.config import TrainConfig
+from ranksam_ros.train.loop import Trainer
+
+CONV_TAIL = TensorLoraConfig(target_modules=("block.3", "block.5"), layers=(1,), dropout=0.0)
+
+
+def test_boundaries_follow_class_changes_and_skip_ignore():
+    label = np.zeros((8, 8), np.uint8)
+    label[2:6, 2:6] = 3
+    label[0] = 11  # ignore
+    edge = boundary_target(label, 11)
+    assert edge[3, 1] == 1 and edge[3, 2] == 1 and edge[4, 4] == 0
+    assert (edge[0] == -1).all() and edge[1, 0] == 0  # no boundary against ignore
+
+
+def test_centres_sit_inside_instances_and_offsets_point_at_them():
+    label = np.zeros((32, 32), np.uint8)
+    label[4:12, 4:12] = 8  # a car
+    label[20:30, 18:22] = 9  # a pedestrian
+    instances, classes = thing_instances(label, (8, 9))
+    assert classes == [8, 9] and instances.max() == 2
+    heat, offsets, mask = centre_targets(instances, (8, 8), 4.0, sigma=1.0)
+    peaks = np.argwhere(heat == 1.0)
+    assert len(peaks) == 2
+    for row, col in peaks:
+        assert instances[int((row + 0.5) * 4), int((col + 0.5) * 4)] > 0
+    rows, cols = np.nonzero(mask)
+    targets = np.stack([cols + offsets[0, rows, cols], rows + offsets[1, rows, cols]], 1)
+    assert np.abs(targets - np.round(targets)).max() <= 0.5  # every cell names a centre cell
+
+
+def test_trunk_runs_once_and_tasks_differ(micro_model):
+    base = build_model("micro-conv")
+    model = MultiTaskSam(base, CONV_TAIL, CAMVID_CLASSES).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(0.1 * torch.randn_like(param))
+        out = model(torch.randn(2, 3, 64, 64))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "semantic": (2, 11, 16, 16),
+        "boundary": (2, 1, 16, 16),
+        "centre": (2, 3, 16, 16),
+    }
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"base", "heads"}
+    assert all("tlora_" in n for n, p in model.base.named_parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="must be the last encoder blocks"):
+        MultiTaskSam(build_model("micro-conv"), TensorLoraConfig(layers=(0,)), CAMVID_CLASSES)
+    with pytest.raises(ValueError, match="need the conv encoder"):
+        MultiTaskSam(micro_model, CONV_TAIL, CAMVID_CLASSES)
+
+
+def test_stage_trains_keeps_the_foundation_and_refuses_another(dataset_root, tmp_path):
+    base_path = tmp_path / "base.safetensors"
+    base = build_model("micro-conv")
+    save_model(base_path, base)
+    overrides = [
+        "stage=multitask",
+        f"model={base_path}",
+        f"data.root={dataset_root}",
+        f"out_dir={tmp_path / 'mt'}",
+        "optim.steps=2",
+        "optim.batch_size=2",
+        "log_every=1",
+        "adapter.kind=tensor_lora",
+        "adapter.target_modules=[block.3,block.5]",
+        "adapter.layers=[1]",
+    ]
+    trainer = Trainer(load_config(TrainConfig, None, overrides))
+    path = trainer.train()
+    logs = [json.loads(line) for line in (tmp_path / "mt" / "log.jsonl").read_text().splitlines()]
+    assert all({"semantic_loss", "boundary_loss", "centre_loss"} <= set(e) for e in logs)
+    # BatchNorm statistics and weights of the frozen foundation are untouched by training.
+    assert foundation_fingerprint(trainer.model.base) == foundation_fingerprint(base)
+    loaded = load_multitask(path, build_model(str(base_path)))
+    assert loaded.tasks == ("semantic", "boundary", "centre")
+    with pytest.raises(ValueError, match="trained on foundation"):
+        load_multitask(path, build_model("micro-conv"))
