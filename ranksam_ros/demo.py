@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ranksam_ros.config import PipelineConfig
+from ranksam_ros.config import BackendConfig, PipelineConfig
 from ranksam_ros.data.folder import BUNDLED_FRAMES, SegmentationFolder
 
 SHEET_FRAMES = 9
@@ -199,7 +199,8 @@ def run_offline_demo(out: Path, model: str, adapter: str, frames: Path, backend:
     from ranksam_ros.train.evaluate_auto import ConfusionMatrix
 
     folder = SegmentationFolder(frames, require_labels=False)
-    pipeline = Pipeline(create_backend(backend, model, adapter), PipelineConfig())
+    engine = BackendConfig(backend=backend, model=model, adapter=adapter)
+    pipeline = Pipeline(create_backend(engine), PipelineConfig())
     writer = OverlayWriter(out, [folder.name(i) for i in range(len(folder))])
     confusion, frames_summary = ConfusionMatrix(), []
     for index in range(len(folder)):

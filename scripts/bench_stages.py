@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ranksam_ros.backends import create_backend
-from ranksam_ros.config import PipelineConfig, PromptConfig
+from ranksam_ros.config import BackendConfig, PipelineConfig, PromptConfig
 from ranksam_ros.data.folder import BUNDLED_FRAMES, SegmentationFolder
 from ranksam_ros.pipeline.pipeline import Pipeline
 from ranksam_ros.reporting import machine_description, update_section, write_json
@@ -56,7 +56,9 @@ def main() -> None:
     frames = [folder[i][0] for i in range(len(folder))]
     results: dict = {}
     for name in ("torch", "onnxruntime"):
-        backend = create_backend(name, args.model, args.adapter, threads=2)
+        backend = create_backend(
+            BackendConfig(backend=name, model=args.model, adapter=args.adapter, threads=2)
+        )
         for budget, prompts in BUDGETS.items():
             pipeline = Pipeline(backend, PipelineConfig(prompts=prompts))
             results[f"{name}, max_prompts {budget}"] = measure(pipeline, frames, args.repeats)

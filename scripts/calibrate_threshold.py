@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 
 from ranksam_ros.backends import create_backend
-from ranksam_ros.config import PipelineConfig
+from ranksam_ros.config import BackendConfig, PipelineConfig
 from ranksam_ros.reporting import save_figure, write_json
 from ranksam_ros.train.evaluate import EvalOptions, evaluate
 
@@ -29,7 +29,7 @@ THRESHOLDS = (-1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5)
 
 def sweep(model: str, data: str, thresholds: tuple[float, ...], limit: int) -> list[dict]:
     """Box-prompt mIoU (all and large segments) at each logit threshold."""
-    backend = create_backend("torch", model, "none", 0)
+    backend = create_backend(BackendConfig(model=model))
     rows = []
     for threshold in thresholds:
         options = EvalOptions(

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ranksam_ros.backends import create_backend
-from ranksam_ros.config import TRAIN_DEGRADATIONS, TRAIN_SEVERITIES
+from ranksam_ros.config import TRAIN_DEGRADATIONS, TRAIN_SEVERITIES, BackendConfig
 from ranksam_ros.reporting import (
     adapter_results_name,
     machine_description,
@@ -60,7 +60,8 @@ def train_specialist(kind: str, data: str, runs: Path, foundation: str, threads:
 def evaluate_specialist(adapter: Path, kind: str, val: str) -> dict:
     """Reports of one specialist on its degradation per severity set, and on clean frames."""
     base = {"model": "camvid-tiny", "data": val, "adapter": str(adapter)}
-    backend = create_backend("torch", base["model"], base["adapter"])  # loaded once, used thrice
+    # Loaded once, used thrice.
+    backend = create_backend(BackendConfig(model=base["model"], adapter=base["adapter"]))
     reports = {
         f"severities_{name}": evaluate(
             EvalOptions(**base, degrade=kind, severities=levels), backend

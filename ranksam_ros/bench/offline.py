@@ -85,7 +85,7 @@ def run_offline(
     from ranksam_ros.pipeline.pipeline import Pipeline
     from ranksam_ros.train.evaluate_auto import ConfusionMatrix
 
-    backend = create_backend(cfg.backend, cfg.model, cfg.adapter, cfg.threads, cfg.tta)
+    backend = create_backend(cfg.backend_config())
     pipeline = Pipeline(backend, cfg.pipeline)
     label_raw = _labels_by_frame(frames, labels) if labels is not None else []
     confusion = ConfusionMatrix(len(pipeline.class_names) or 11)

@@ -13,6 +13,7 @@ import onnx
 import torch
 
 from ranksam_ros.adapters.inject import adapter_layers, merge_adapters
+from ranksam_ros.config import EXPORT_PRECISIONS
 from ranksam_ros.config_loader import to_dict
 from ranksam_ros.graph.manifest import write_manifest
 from ranksam_ros.graph.names import DECODER_DYNAMIC_AXES
@@ -26,8 +27,6 @@ from ranksam_ros.modeling.export_wrappers import (
 )
 from ranksam_ros.modeling.ranksam import RankSam
 from ranksam_ros.modeling.registry import build_model
-
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _export(
@@ -85,8 +84,9 @@ def export_model(
     Returns:
         Path of ``manifest.json``.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision not in EXPORT_PRECISIONS:
+        choices = ", ".join(EXPORT_PRECISIONS)
+        raise ValueError(f"--precision {precision!r}: choose one of {choices}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():

@@ -21,6 +21,7 @@ from ranksam_ros.config import (
     CAMVID_CLASSES,
     CAMVID_IGNORE_LABEL,
     TRAIN_SEVERITIES,
+    BackendConfig,
     PipelineConfig,
 )
 from ranksam_ros.config_loader import load_config
@@ -152,7 +153,13 @@ def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
         return evaluate_auto(options, backend, cfg)
     folder = SegmentationFolder(options.data)
     backend = backend or create_backend(
-        options.backend, options.model, options.adapter, options.threads, options.tta
+        BackendConfig(
+            backend=options.backend,
+            model=options.model,
+            adapter=options.adapter,
+            threads=options.threads,
+            tta=options.tta,
+        )
     )
     count = len(folder) if options.limit <= 0 else min(options.limit, len(folder))
     rows, ranks, started = [], [], time.perf_counter()

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ranksam_ros.backends import create_backend
-from ranksam_ros.config import CAMVID_CLASSES, CAMVID_IGNORE_LABEL, PipelineConfig
+from ranksam_ros.config import CAMVID_CLASSES, CAMVID_IGNORE_LABEL, BackendConfig, PipelineConfig
 from ranksam_ros.data.degrade import eval_degradation
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.graph.preprocess import preprocess
@@ -120,7 +120,13 @@ def evaluate_auto(options, backend=None, pipeline_cfg: PipelineConfig | None = N
         model_id = segmenter.backend.info.model_id
     elif options.prompts == "auto":
         backend = backend or create_backend(
-            options.backend, options.model, options.adapter, options.threads, options.tta
+            BackendConfig(
+                backend=options.backend,
+                model=options.model,
+                adapter=options.adapter,
+                threads=options.threads,
+                tta=options.tta,
+            )
         )
         # Filling is done here, after the masks-only map is scored, so both are reported.
         pipeline = Pipeline(backend, replace(pipeline_cfg, fill_semantic=False))
