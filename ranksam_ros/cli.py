@@ -33,7 +33,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ranksam_ros.train.evaluate import EvalOptions, evaluate, format_report
+    from ranksam_ros.eval.evaluate import evaluate, format_report
+    from ranksam_ros.eval.options import EvalOptions
 
     options = EvalOptions(
         model=args.model,

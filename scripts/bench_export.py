@@ -25,9 +25,10 @@ from ranksam_ros.backends.torch_backend import TorchBackend
 from ranksam_ros.bench.timing import interleaved
 from ranksam_ros.config import AdapterConfig
 from ranksam_ros.deploy.export import export_model
+from ranksam_ros.eval.evaluate import evaluate
+from ranksam_ros.eval.options import EvalOptions
 from ranksam_ros.modeling.registry import build_model, save_model
 from ranksam_ros.reporting import machine_description, update_section, write_json
-from ranksam_ros.train.evaluate import EvalOptions, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 THREADS = 2

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from ranksam_ros.backends import create_backend
 from ranksam_ros.config import BackendConfig, PipelineConfig
+from ranksam_ros.eval.evaluate import evaluate
+from ranksam_ros.eval.options import EvalOptions
 from ranksam_ros.reporting import save_figure, write_json
-from ranksam_ros.train.evaluate import EvalOptions, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = (-1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5)

@@ -26,6 +26,8 @@ import numpy as np  # noqa: E402
 from ranksam_ros.backends.torch_backend import TorchBackend  # noqa: E402
 from ranksam_ros.cli import severities_arg  # noqa: E402
 from ranksam_ros.config import TRAIN_DEGRADATIONS, TRAIN_SEVERITIES  # noqa: E402
+from ranksam_ros.eval.evaluate import evaluate  # noqa: E402
+from ranksam_ros.eval.options import EvalOptions  # noqa: E402
 from ranksam_ros.modeling.registry import build_model  # noqa: E402
 from ranksam_ros.reporting import (  # noqa: E402
     adapter_results_name,
@@ -34,7 +36,6 @@ from ranksam_ros.reporting import (  # noqa: E402
     update_section,
     write_json,
 )
-from ranksam_ros.train.evaluate import EvalOptions, evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTERS = ("none", "lora_r4", "lora_r8", "lora_r16", "gated")

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from ranksam_ros.config import PipelineConfig
+from ranksam_ros.eval.evaluate import evaluate
+from ranksam_ros.eval.options import EvalOptions
 from ranksam_ros.reporting import machine_description, update_section, write_json
-from ranksam_ros.train.evaluate import EvalOptions, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 

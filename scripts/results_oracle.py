@@ -26,13 +26,14 @@ import numpy as np
 
 from ranksam_ros.backends import create_backend
 from ranksam_ros.config import TRAIN_DEGRADATIONS, TRAIN_SEVERITIES, BackendConfig
+from ranksam_ros.eval.evaluate import evaluate
+from ranksam_ros.eval.options import EvalOptions
 from ranksam_ros.reporting import (
     adapter_results_name,
     machine_description,
     update_section,
     write_json,
 )
-from ranksam_ros.train.evaluate import EvalOptions, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECIALISED = ("lowlight", "fog")
