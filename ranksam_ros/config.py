@@ -380,6 +380,9 @@ class PipelineConfig:
         _check(0.0 <= self.score_threshold <= 1.0, "score_threshold must be in [0, 1]")
 
 
+RELIABILITIES = ("best_effort", "reliable")  # ROS 2 QoS reliability policies
+
+
 @dataclass(frozen=True)
 class InputConfig:
     """Camera input of the ROS node.
@@ -396,7 +399,7 @@ class InputConfig:
 
     def __post_init__(self) -> None:
         _check_choice("input.transport", self.transport, ("raw", "compressed"))
-        _check_choice("input.reliability", self.reliability, ("best_effort", "reliable"))
+        _check_choice("input.reliability", self.reliability, RELIABILITIES)
         _check(1 <= self.depth <= 100, "input.depth must be in [1, 100]")
         _check(self.max_age_ms >= 0, "input.max_age_ms must be >= 0")
 
@@ -412,7 +415,7 @@ class OutputConfig:
     overlay_max_rate_hz: float = 2.0
 
     def __post_init__(self) -> None:
-        _check_choice("output.reliability", self.reliability, ("best_effort", "reliable"))
+        _check_choice("output.reliability", self.reliability, RELIABILITIES)
         _check(1 <= self.depth <= 100, "output.depth must be in [1, 100]")
         _check(self.overlay_max_rate_hz >= 0, "output.overlay_max_rate_hz must be >= 0")
 

@@ -125,7 +125,7 @@ def random_gated_adapter(model_path: Path, out: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", help="CamVid val folder (parity)")
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--adapter", default="gated")

@@ -46,7 +46,7 @@ def measure(pipeline: Pipeline, frames: list[np.ndarray], repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--adapter", default="gated")
     parser.add_argument("--repeats", type=int, default=2)

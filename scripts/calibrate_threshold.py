@@ -77,7 +77,7 @@ def plot(rows: list[dict], chosen: float, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--data", required=True, help="CamVid val folder (images/, labels/)")
     parser.add_argument("--limit", type=int, default=0, help="first N frames only (0 = all)")

@@ -38,7 +38,7 @@ def perfect_logits(mask: np.ndarray, resized_hw: tuple[int, int], size: int, gri
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default="camvid-tiny")
     args = parser.parse_args()

@@ -28,7 +28,7 @@ def summary(report: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--limit", type=int, default=0)

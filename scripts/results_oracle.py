@@ -103,7 +103,7 @@ def table(shared: dict, specialists: dict, severities: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True, help="CamVid folder holding train/ and val/")
     parser.add_argument("--runs", default="runs", help="where the specialists are trained")
     parser.add_argument("--foundation", default="runs/foundation/model.safetensors")

@@ -49,7 +49,7 @@ def figure(model: str, adapter: str, data: str, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--adapter", default="none")

@@ -94,6 +94,8 @@ def test_eval_cli_writes_json(frames_dir, micro_model, tmp_path):
             "fog",
             "--severities",
             "5,4",
+            "--sequences",
+            "0016E5",
             "--json",
             str(out),
         ],
@@ -105,6 +107,7 @@ def test_eval_cli_writes_json(frames_dir, micro_model, tmp_path):
     report = json.loads(out.read_text())
     assert REPORT_KEYS <= set(report) and report["images"] == 1
     assert report["degrade"] == "fog" and report["severities"] == [5, 4]
+    assert report["sequences"] == ["0016E5"] and "sequences 0016E5" in done.stdout
     assert "miou" in done.stdout
 
 
