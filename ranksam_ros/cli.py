@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ranksam_ros.cli_options import add_dataclass_flags, dataclass_from_args
-from ranksam_ros.config import EXPORT_PRECISIONS, BackendConfig, NodeConfig
+from ranksam_ros.config import EXPORT_OPSET, EXPORT_PRECISIONS, BackendConfig, NodeConfig
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -145,7 +145,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--adapter", default=BackendConfig.adapter, help="adapter name or file, or none")
     p.add_argument("--precision", default=EXPORT_PRECISIONS[0], choices=EXPORT_PRECISIONS)
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, default=EXPORT_OPSET)
     p.set_defaults(func=_cmd_export)
 
 

@@ -323,6 +323,7 @@ class PromptConfig:
 TTA_MODES = ("none", "flip")  # test-time augmentation of a backend (backends/flip_tta.py)
 BACKENDS = ("torch", "onnxruntime", "tensorrt")  # inference engines (ranksam_ros/backends)
 EXPORT_PRECISIONS = ("fp32", "fp16", "int8")  # ranksam export (deploy/export.py)
+EXPORT_OPSET = 17  # the highest the TensorRT 8.6 parser takes (deploy/trt_ops.py)
 ENGINE_PRECISIONS = ("fp16", "fp32")  # ranksam build-engine (deploy/trt_build.py)
 
 

@@ -13,7 +13,7 @@ import onnx
 import torch
 
 from ranksam_ros.adapters.inject import adapter_layers, merge_adapters
-from ranksam_ros.config import EXPORT_PRECISIONS
+from ranksam_ros.config import EXPORT_OPSET, EXPORT_PRECISIONS
 from ranksam_ros.config_loader import to_dict
 from ranksam_ros.graph.manifest import write_manifest
 from ranksam_ros.graph.names import DECODER_DYNAMIC_AXES
@@ -68,7 +68,7 @@ def export_model(
     out_dir: str | Path,
     adapter: str | None = None,
     precision: str = "fp32",
-    opset: int = 17,
+    opset: int = EXPORT_OPSET,
 ) -> Path:
     """Export ``model_name`` (+ ``adapter``) to ONNX graphs and a manifest in ``out_dir``.
 
