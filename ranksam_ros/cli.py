@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from ranksam_ros.config import SEVERITIES, TRAIN_SEVERITIES, TTA_MODES
+from ranksam_ros.cli_options import add_dataclass_flags, dataclass_from_args
+from ranksam_ros.config import EXPORT_OPSET, EXPORT_PRECISIONS, BackendConfig, NodeConfig
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -33,23 +34,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ranksam_ros.train.evaluate import EvalOptions, evaluate, format_report
+    from ranksam_ros.eval.evaluate import evaluate, format_report
+    from ranksam_ros.eval.options import EvalOptions
 
-    options = EvalOptions(
-        model=args.model,
-        data=args.data,
-        adapter=args.adapter,
-        prompts=args.prompts,
-        degrade=args.degrade,
-        severities=args.severities,
-        seed=args.seed,
-        limit=args.limit,
-        backend=args.backend,
-        threads=args.threads,
-        tta=args.tta,
-        pipeline_overrides=tuple(args.set or ()),
-    )
-    report = evaluate(options)
+    report = evaluate(dataclass_from_args(EvalOptions, args))
     print(format_report(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -108,68 +96,26 @@ def _cmd_make_bag(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rates(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(r) for r in text.split(",") if r.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--rates takes numbers like 2,5,10: {exc}") from exc
-
-
-def severities_arg(text: str) -> tuple[int, ...]:
-    """Argparse type of ``--severities``: ``"4,5"`` -> ``(4, 5)``, each one of SEVERITIES."""
-    try:
-        values = tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--severities takes integers like 4,5: {exc}") from exc
-    if not values or any(v not in SEVERITIES for v in values):
-        raise argparse.ArgumentTypeError(f"--severities: each must be one of {SEVERITIES}")
-    return values
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
     from ranksam_ros.bench.options import BenchOptions
     from ranksam_ros.bench.report import format_summary
     from ranksam_ros.bench.runner import run_bench
 
-    options = BenchOptions(
-        bag=args.bag,
-        topic=args.topic,
-        label_topic=args.label_topic,
-        mode=args.mode,
-        rates=args.rates or (),
-        search=args.search,
-        search_min=args.search_min,
-        search_max=args.search_max,
-        probe_duration=args.probe_duration,
-        duration=args.duration,
-        runs=args.runs,
-        json=args.json,
-        plots=args.plots,
-        offline=args.offline,
-        record=args.record,
-        node_params=args.node_params,
-        overrides=tuple(args.set or ()),
-        attach=args.attach,
-        node_pid=args.node_pid,
-        fastdds_profile=not args.no_fastdds_profile,
-        input_reliability=args.input_reliability,
-        input_topic=args.input_topic,
-        output_topic=args.output_topic,
-        max_frames=args.max_frames,
-        startup_timeout=args.startup_timeout,
-    )
+    options = dataclass_from_args(BenchOptions, args)
     report = run_bench(options)
-    if args.offline:
+    if options.offline:
         print(json.dumps({k: v for k, v in report.items() if k != "metadata"}, indent=2))
     else:
         print(format_summary(report))
-    if args.json:
-        print(f"wrote {args.json}")
+    if options.json:
+        print(f"wrote {options.json}")
     return 0
 
 
 def _add_make_bag(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("make-bag", help="write an image folder as a rosbag2 camera stream")
+    p = sub.add_parser(
+        "make-bag", help="write an image folder as a rosbag2 camera stream", allow_abbrev=False
+    )
     p.add_argument("--images", required=True, help="folder of images (sorted by name)")
     p.add_argument("--labels", help="folder of label PNGs with the images' stems (mono8 topic)")
     p.add_argument("--out", required=True, help="bag directory, or a .mcap / .db3 file")
@@ -184,51 +130,27 @@ def _add_make_bag(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="replay a bag through the node and measure it")
-    p.add_argument("--bag", required=True, help="rosbag2 directory, .mcap or .db3 file")
-    p.add_argument("--topic", help="camera topic (default: the bag's only image topic)")
-    p.add_argument("--label-topic", help="mono8 label topic for --offline mIoU (default: *label*)")
-    p.add_argument("--mode", choices=["looping", "timeline"], default="looping")
-    p.add_argument("--rates", type=_rates, help="comma-separated input rates in Hz")
-    p.add_argument("--search", action="store_true", help="search the peak sustained rate")
-    p.add_argument("--search-min", type=float, default=0.5, help="lowest rate searched (Hz)")
-    p.add_argument("--search-max", type=float, default=60.0, help="highest rate searched (Hz)")
-    p.add_argument("--probe-duration", type=float, default=3.0, help="seconds per search probe")
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
-    p.add_argument("--runs", type=int, default=5, help="runs per rate (best/worst dropped)")
-    p.add_argument("--json", help="write the report here")
-    p.add_argument("--plots", help="folder for latency and RSS plots")
-    p.add_argument("--offline", action="store_true", help="pipeline in-process instead of DDS")
-    p.add_argument("--record", help="record the first run per rate (inputs, outputs) to .mcap")
-    p.add_argument("--node-params", help="ROS params file for the node")
-    p.add_argument(
-        "--set", action="extend", nargs="+", metavar="KEY=VALUE", help="node parameter(s)"
+    from ranksam_ros.bench.options import BenchOptions
+
+    p = sub.add_parser(
+        "bench", help="replay a bag through the node and measure it", allow_abbrev=False
     )
-    p.add_argument("--attach", action="store_true", help="use an already running node")
-    p.add_argument("--node-pid", type=int, help="with --attach: process to sample CPU/RSS of")
-    p.add_argument(
-        "--no-fastdds-profile", action="store_true", help="keep Fast DDS defaults (small SHM)"
-    )
-    p.add_argument("--input-reliability", choices=["best_effort", "reliable"])
-    p.add_argument("--input-topic", help="default /image or /image/compressed")
-    p.add_argument("--output-topic", default="/ranksam/masks")
-    p.add_argument("--max-frames", type=int, default=100, help="frames loaded (0 = all)")
-    p.add_argument("--startup-timeout", type=float, default=180.0, help="seconds for the node")
+    add_dataclass_flags(p, BenchOptions)
     p.set_defaults(func=_cmd_bench)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export ONNX graphs and a manifest")
-    p.add_argument("--model", default="camvid-tiny", help="name or path")
+    p = sub.add_parser("export", help="export ONNX graphs and a manifest", allow_abbrev=False)
+    p.add_argument("--model", default=BackendConfig.model, help="name or path")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--adapter", default="none", help="adapter name or file, or none")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--adapter", default=BackendConfig.adapter, help="adapter name or file, or none")
+    p.add_argument("--precision", default=EXPORT_PRECISIONS[0], choices=EXPORT_PRECISIONS)
+    p.add_argument("--opset", type=int, default=EXPORT_OPSET)
     p.set_defaults(func=_cmd_export)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train the foundation or an adapter set")
+    p = sub.add_parser("train", help="train the foundation or an adapter set", allow_abbrev=False)
     p.add_argument("--config", required=True, help="YAML file (config/train/*.yaml)")
     p.add_argument("--data", help="dataset root holding train/ and val/ (sets data.root)")
     p.add_argument("--out", help="output directory (sets out_dir)")
@@ -237,56 +159,23 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate on a folder with images/ and labels/")
-    p.add_argument("--model", default="camvid-tiny", help="name or path (default camvid-tiny)")
-    p.add_argument("--data", required=True, help="folder holding images/ and labels/")
-    p.add_argument("--adapter", default="none", help="adapter name or file, or none")
-    p.add_argument(
-        "--prompts",
-        default="box",
-        choices=["box", "point", "auto", "grid"],
-        help="box / point: one prompt per labelled segment (tight box, or one interior click); "
-        "auto / grid: promptless semantic mIoU",
+    from ranksam_ros.eval.options import EvalOptions
+
+    p = sub.add_parser(
+        "eval", help="evaluate on a folder with images/ and labels/", allow_abbrev=False
     )
-    p.add_argument(
-        "--degrade",
-        default="none",
-        choices=["none", "noise", "blur", "lowlight", "fog", "motion", "mixed"],
-    )
-    p.add_argument(
-        "--severities",
-        type=severities_arg,
-        default=TRAIN_SEVERITIES,
-        metavar="LIST",
-        help="comma-separated degradation severities the frames cycle through "
-        "(default 1,2,3, the training range; 4 and 5 are heavier than training)",
-    )
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N frames")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
-    p.add_argument(
-        "--tta",
-        default="none",
-        choices=TTA_MODES,
-        help="test-time augmentation: flip averages each frame with its mirror (2x cost)",
-    )
+    add_dataclass_flags(p, EvalOptions)
     p.add_argument("--json", help="also write the report here")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a pipeline config key (box prompts use box_mask_threshold and "
-        "clip_to_box, clicks mask_threshold)",
-    )
     p.set_defaults(func=_cmd_eval)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="replay the bundled frames through the node, draw overlays")
+    p = sub.add_parser(
+        "demo", help="replay the bundled frames through the node, draw overlays", allow_abbrev=False
+    )
     p.add_argument("--out", default="out/demo")
-    p.add_argument("--model", default="camvid-tiny", help="shipped name or model directory")
-    p.add_argument("--adapter", default="gated", help="adapter name or file, or none")
+    p.add_argument("--model", default=NodeConfig.model, help="shipped name or model directory")
+    p.add_argument("--adapter", default=NodeConfig.adapter, help="adapter name or file, or none")
     p.add_argument("--rate", type=float, default=2.0, help="looping input rate (Hz)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of replay")
     p.add_argument("--offline", action="store_true", help="skip ROS 2: segment in-process only")
@@ -294,7 +183,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ranksam", description=__doc__.splitlines()[0])
+    # allow_abbrev=False everywhere: a typo such as --mode must not be taken for --model.
+    parser = argparse.ArgumentParser(
+        prog="ranksam", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_eval(sub)

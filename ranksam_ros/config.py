@@ -209,6 +209,33 @@ class PromptConfig:
 
 
 TTA_MODES = ("none", "flip")  # test-time augmentation of a backend (backends/flip_tta.py)
+BACKENDS = ("torch", "onnxruntime", "tensorrt")  # inference engines (ranksam_ros/backends)
+EXPORT_PRECISIONS = ("fp32", "fp16", "int8")  # ranksam export (deploy/export.py)
+EXPORT_OPSET = 17  # the highest the TensorRT 8.6 parser takes (deploy/trt_ops.py)
+ENGINE_PRECISIONS = ("fp16", "fp32")  # ranksam build-engine (deploy/trt_build.py)
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Which engine runs which model (``ranksam_ros.backends.create_backend``).
+
+    ``model``: for ``torch`` a model name or path; for the other engines an export directory
+    (``ranksam export`` output) or a model name whose export is cached. ``adapter``: adapter
+    name/path or ``none`` (torch only; exports carry theirs). ``threads``: CPU threads (0 =
+    the library's default). ``tta``: ``none`` or ``flip`` (frame and mirror image averaged,
+    twice the cost; ``ranksam_ros/backends/flip_tta.py``).
+    """
+
+    backend: str = "torch"
+    model: str = "camvid-tiny"
+    adapter: str = "none"
+    threads: int = 0
+    tta: str = "none"
+
+    def __post_init__(self) -> None:
+        _check_choice("backend", self.backend, BACKENDS)
+        _check_choice("tta", self.tta, TTA_MODES)
+        _check(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -242,6 +269,9 @@ class PipelineConfig:
         _check(0.0 <= self.score_threshold <= 1.0, "score_threshold must be in [0, 1]")
 
 
+RELIABILITIES = ("best_effort", "reliable")  # ROS 2 QoS reliability policies
+
+
 @dataclass(frozen=True)
 class InputConfig:
     """Camera input of the ROS node.
@@ -258,7 +288,7 @@ class InputConfig:
 
     def __post_init__(self) -> None:
         _check_choice("input.transport", self.transport, ("raw", "compressed"))
-        _check_choice("input.reliability", self.reliability, ("best_effort", "reliable"))
+        _check_choice("input.reliability", self.reliability, RELIABILITIES)
         _check(1 <= self.depth <= 100, "input.depth must be in [1, 100]")
         _check(self.max_age_ms >= 0, "input.max_age_ms must be >= 0")
 
@@ -274,7 +304,7 @@ class OutputConfig:
     overlay_max_rate_hz: float = 2.0
 
     def __post_init__(self) -> None:
-        _check_choice("output.reliability", self.reliability, ("best_effort", "reliable"))
+        _check_choice("output.reliability", self.reliability, RELIABILITIES)
         _check(1 <= self.depth <= 100, "output.depth must be in [1, 100]")
         _check(self.overlay_max_rate_hz >= 0, "output.overlay_max_rate_hz must be >= 0")
 
@@ -283,13 +313,15 @@ class OutputConfig:
 class NodeConfig:
     """Parameters of the ``ranksam`` ROS 2 node (each field is a ROS parameter, dotted)."""
 
-    model: str = "camvid-tiny"
+    # The engine (see BackendConfig; flat because each is a ROS parameter name). The node
+    # ships with the gated adapters on.
+    model: str = BackendConfig.model
     adapter: str = "gated"
-    backend: str = "torch"
-    threads: int = 0
+    backend: str = BackendConfig.backend
+    threads: int = BackendConfig.threads
     # Test-time augmentation: "flip" averages each frame with its mirror image (twice the
     # model time; box mIoU in docs/results.md).
-    tta: str = "none"
+    tta: str = BackendConfig.tta
     cameras: tuple[str, ...] = ()
     prompts_mode: str = "auto"
     benchmark_mode: bool = False
@@ -299,10 +331,8 @@ class NodeConfig:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     def __post_init__(self) -> None:
-        _check_choice("backend", self.backend, ("torch", "onnxruntime", "tensorrt"))
-        _check_choice("tta", self.tta, TTA_MODES)
+        self.backend_config()  # checks backend, tta and threads
         _check_choice("prompts_mode", self.prompts_mode, ("auto", "external", "hybrid"))
-        _check(self.threads >= 0, "threads must be >= 0")
         _check(self.diagnostics_period_s > 0, "diagnostics_period_s must be > 0")
         _check(len(set(self.cameras)) == len(self.cameras), "cameras must be unique")
         for name in self.cameras:
@@ -310,3 +340,13 @@ class NodeConfig:
                 name.replace("_", "").isalnum() and not name[0].isdigit(),
                 f"camera name {name!r} must be a valid ROS name token",
             )
+
+    def backend_config(self) -> BackendConfig:
+        """The engine this node loads, from its flat parameters."""
+        return BackendConfig(
+            backend=self.backend,
+            model=self.model,
+            adapter=self.adapter,
+            threads=self.threads,
+            tta=self.tta,
+        )

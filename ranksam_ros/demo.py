@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ranksam_ros.config import PipelineConfig
+from ranksam_ros.config import BackendConfig, DataConfig, PipelineConfig
 from ranksam_ros.data.folder import BUNDLED_FRAMES, SegmentationFolder
 
 SHEET_FRAMES = 9
@@ -195,13 +195,15 @@ def _print_live(summary: dict, out: Path) -> None:
 def run_offline_demo(out: Path, model: str, adapter: str, frames: Path, backend: str) -> dict:
     """Segment every frame in this process; overlays, contact sheet and a summary."""
     from ranksam_ros.backends import create_backend
+    from ranksam_ros.eval.confusion import ConfusionMatrix
     from ranksam_ros.pipeline.pipeline import Pipeline
-    from ranksam_ros.train.evaluate_auto import ConfusionMatrix
 
     folder = SegmentationFolder(frames, require_labels=False)
-    pipeline = Pipeline(create_backend(backend, model, adapter), PipelineConfig())
+    engine = BackendConfig(backend=backend, model=model, adapter=adapter)
+    pipeline = Pipeline(create_backend(engine), PipelineConfig())
     writer = OverlayWriter(out, [folder.name(i) for i in range(len(folder))])
-    confusion, frames_summary = ConfusionMatrix(), []
+    # The bundled frames are CamVid's (DataConfig's default classes).
+    confusion, frames_summary = ConfusionMatrix(DataConfig().num_classes), []
     for index in range(len(folder)):
         image, label = folder[index]
         result = pipeline(image)

@@ -25,9 +25,10 @@ from ranksam_ros.backends.onnx_backend import OnnxBackend
 from ranksam_ros.backends.torch_backend import TorchBackend
 from ranksam_ros.bench.timing import interleaved
 from ranksam_ros.deploy.export import export_model
+from ranksam_ros.eval.evaluate import evaluate
+from ranksam_ros.eval.options import EvalOptions
 from ranksam_ros.modeling.registry import build_model, save_model
 from ranksam_ros.reporting import machine_description, update_section, write_json
-from ranksam_ros.train.evaluate import EvalOptions, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 THREADS = 2
@@ -124,7 +125,7 @@ def random_gated_adapter(model_path: Path, out: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", help="CamVid val folder (parity)")
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--adapter", default="gated")

@@ -175,7 +175,7 @@ def _rss_trend_line(r: dict, figure: list[Path]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("what", choices=["replay", "overhead", "overload"])
     parser.add_argument(
         "--seconds", type=float, default=DEFAULT_OVERLOAD_S, help="overload duration"

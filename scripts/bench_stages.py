@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ranksam_ros.backends import create_backend
-from ranksam_ros.config import PipelineConfig, PromptConfig
+from ranksam_ros.config import BackendConfig, PipelineConfig, PromptConfig
 from ranksam_ros.data.folder import BUNDLED_FRAMES, SegmentationFolder
 from ranksam_ros.pipeline.pipeline import Pipeline
 from ranksam_ros.reporting import machine_description, update_section, write_json
@@ -46,7 +46,7 @@ def measure(pipeline: Pipeline, frames: list[np.ndarray], repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--adapter", default="gated")
     parser.add_argument("--repeats", type=int, default=2)
@@ -56,7 +56,9 @@ def main() -> None:
     frames = [folder[i][0] for i in range(len(folder))]
     results: dict = {}
     for name in ("torch", "onnxruntime"):
-        backend = create_backend(name, args.model, args.adapter, threads=2)
+        backend = create_backend(
+            BackendConfig(backend=name, model=args.model, adapter=args.adapter, threads=2)
+        )
         for budget, prompts in BUDGETS.items():
             pipeline = Pipeline(backend, PipelineConfig(prompts=prompts))
             results[f"{name}, max_prompts {budget}"] = measure(pipeline, frames, args.repeats)

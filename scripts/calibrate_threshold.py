@@ -19,9 +19,10 @@ import argparse
 from pathlib import Path
 
 from ranksam_ros.backends import create_backend
-from ranksam_ros.config import PipelineConfig
+from ranksam_ros.config import BackendConfig, PipelineConfig
+from ranksam_ros.eval.evaluate import evaluate
+from ranksam_ros.eval.options import EvalOptions
 from ranksam_ros.reporting import save_figure, write_json
-from ranksam_ros.train.evaluate import EvalOptions, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = (-1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5)
@@ -29,7 +30,7 @@ THRESHOLDS = (-1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5)
 
 def sweep(model: str, data: str, thresholds: tuple[float, ...], limit: int) -> list[dict]:
     """Box-prompt mIoU (all and large segments) at each logit threshold."""
-    backend = create_backend("torch", model, "none", 0)
+    backend = create_backend(BackendConfig(model=model))
     rows = []
     for threshold in thresholds:
         options = EvalOptions(
@@ -76,7 +77,7 @@ def plot(rows: list[dict], chosen: float, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--data", required=True, help="CamVid val folder (images/, labels/)")
     parser.add_argument("--limit", type=int, default=0, help="first N frames only (0 = all)")

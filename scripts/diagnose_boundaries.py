@@ -17,7 +17,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ranksam_ros.backends import create_backend
-from ranksam_ros.config import CAMVID_CLASSES, CAMVID_IGNORE_LABEL
+from ranksam_ros.config import CAMVID_CLASSES, CAMVID_IGNORE_LABEL, BackendConfig
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.data.segments import find_segments
 from ranksam_ros.graph.preprocess import preprocess
@@ -38,11 +38,11 @@ def perfect_logits(mask: np.ndarray, resized_hw: tuple[int, int], size: int, gri
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default="camvid-tiny")
     args = parser.parse_args()
-    backend = create_backend("torch", args.model, "none", 2)
+    backend = create_backend(BackendConfig(model=args.model, threads=2))
     info = backend.info
     folder = SegmentationFolder(args.data)
     ceiling, model_iou, errors, near = [], [], 0, dict.fromkeys(BANDS, 0)

@@ -54,7 +54,7 @@ def check_same_encoder(foundation: Path, phase: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--runs", default="runs")
     parser.add_argument("--out", default=str(ROOT / "ranksam_ros/models/camvid-tiny"))
     parser.add_argument("--results", default=str(ROOT / "docs/results/adapters.json"))

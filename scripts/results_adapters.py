@@ -24,8 +24,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ranksam_ros.backends.torch_backend import TorchBackend  # noqa: E402
-from ranksam_ros.cli import severities_arg  # noqa: E402
-from ranksam_ros.config import TRAIN_DEGRADATIONS, TRAIN_SEVERITIES  # noqa: E402
+from ranksam_ros.cli_options import comma_list  # noqa: E402
+from ranksam_ros.config import SEVERITIES, TRAIN_DEGRADATIONS, TRAIN_SEVERITIES  # noqa: E402
+from ranksam_ros.eval.evaluate import evaluate  # noqa: E402
+from ranksam_ros.eval.options import EvalOptions  # noqa: E402
 from ranksam_ros.modeling.registry import build_model  # noqa: E402
 from ranksam_ros.reporting import (  # noqa: E402
     adapter_results_name,
@@ -34,7 +36,6 @@ from ranksam_ros.reporting import (  # noqa: E402
     update_section,
     write_json,
 )
-from ranksam_ros.train.evaluate import EvalOptions, evaluate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTERS = ("none", "lora_r4", "lora_r8", "lora_r16", "gated")
@@ -116,7 +117,7 @@ def plot_ranks(results: dict, path: Path, severities: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True, help="CamVid val folder (images/ + labels/)")
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--limit", type=int, default=0)
@@ -124,7 +125,7 @@ def main() -> None:
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     parser.add_argument(
         "--severities",
-        type=severities_arg,
+        type=comma_list(int, SEVERITIES),
         default=TRAIN_SEVERITIES,
         help="comma-separated severities the frames cycle through (default: the training range)",
     )

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from ranksam_ros.config import PipelineConfig
+from ranksam_ros.eval.evaluate import evaluate
+from ranksam_ros.eval.options import EvalOptions
 from ranksam_ros.reporting import machine_description, update_section, write_json
-from ranksam_ros.train.evaluate import EvalOptions, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +28,7 @@ def summary(report: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--limit", type=int, default=0)

@@ -25,14 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from ranksam_ros.backends import create_backend
-from ranksam_ros.config import TRAIN_DEGRADATIONS, TRAIN_SEVERITIES
+from ranksam_ros.config import TRAIN_DEGRADATIONS, TRAIN_SEVERITIES, BackendConfig
+from ranksam_ros.eval.evaluate import evaluate
+from ranksam_ros.eval.options import EvalOptions
 from ranksam_ros.reporting import (
     adapter_results_name,
     machine_description,
     update_section,
     write_json,
 )
-from ranksam_ros.train.evaluate import EvalOptions, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECIALISED = ("lowlight", "fog")
@@ -60,7 +61,8 @@ def train_specialist(kind: str, data: str, runs: Path, foundation: str, threads:
 def evaluate_specialist(adapter: Path, kind: str, val: str) -> dict:
     """Reports of one specialist on its degradation per severity set, and on clean frames."""
     base = {"model": "camvid-tiny", "data": val, "adapter": str(adapter)}
-    backend = create_backend("torch", base["model"], base["adapter"])  # loaded once, used thrice
+    # Loaded once, used thrice.
+    backend = create_backend(BackendConfig(model=base["model"], adapter=base["adapter"]))
     reports = {
         f"severities_{name}": evaluate(
             EvalOptions(**base, degrade=kind, severities=levels), backend
@@ -101,7 +103,7 @@ def table(shared: dict, specialists: dict, severities: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True, help="CamVid folder holding train/ and val/")
     parser.add_argument("--runs", default="runs", help="where the specialists are trained")
     parser.add_argument("--foundation", default="runs/foundation/model.safetensors")

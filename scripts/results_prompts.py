@@ -17,12 +17,12 @@ from PIL import Image
 from ranksam_ros.backends.torch_backend import TorchBackend
 from ranksam_ros.config import PipelineConfig, PromptConfig
 from ranksam_ros.data.folder import SegmentationFolder
+from ranksam_ros.eval.options import EvalOptions
+from ranksam_ros.eval.promptless import evaluate_promptless
 from ranksam_ros.modeling.registry import build_model
 from ranksam_ros.pipeline.overlay import colorize_labels, contact_sheet, draw_overlay
 from ranksam_ros.pipeline.pipeline import Pipeline
 from ranksam_ros.reporting import machine_description, update_section, write_json
-from ranksam_ros.train.evaluate import EvalOptions
-from ranksam_ros.train.evaluate_auto import evaluate_auto
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE_FRAMES = (0, 25, 50, 75)
@@ -49,7 +49,7 @@ def figure(model: str, adapter: str, data: str, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--adapter", default="none")
@@ -59,14 +59,14 @@ def main() -> None:
     base = dict(model=args.model, data=args.data, adapter=args.adapter, limit=args.limit, threads=2)
     reports = {}
     started = time.perf_counter()
-    reports["auto"] = evaluate_auto(
+    reports["auto"] = evaluate_promptless(
         EvalOptions(prompts="auto", **base), pipeline_cfg=PipelineConfig()
     )
     no_delete = PipelineConfig(prompts=PromptConfig(delete_redundant=False))
-    reports["auto_no_deletion"] = evaluate_auto(
+    reports["auto_no_deletion"] = evaluate_promptless(
         EvalOptions(prompts="auto", **base), pipeline_cfg=no_delete
     )
-    reports["grid"] = evaluate_auto(EvalOptions(prompts="grid", **base))
+    reports["grid"] = evaluate_promptless(EvalOptions(prompts="grid", **base))
     minutes = (time.perf_counter() - started) / 60
     docs = Path(args.docs)
     write_json(docs / "results" / "prompts.json", reports)

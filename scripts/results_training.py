@@ -50,7 +50,7 @@ def summarize(run: Path) -> dict | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--runs", default="runs")
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     args = parser.parse_args()

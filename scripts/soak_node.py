@@ -194,7 +194,7 @@ def run_phase(args, compressed: bool, workdir: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--count", type=int, default=10_000, help="malformed messages in all")
     parser.add_argument("--valid", type=int, default=5)
     parser.add_argument("--model", default="camvid-tiny")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ranksam_ros.adapters.gated_rank import GatedRankConfig
+from ranksam_ros.config import BackendConfig, NodeConfig
 from ranksam_ros.config_loader import from_dict, load_config, parse_override, to_dict
 from ranksam_ros.train.config import SAM_PARTS, TrainConfig
 
@@ -46,6 +47,16 @@ def test_range_checks():
             from_dict(TrainConfig, {"data": {"degrade": {"severities": bad}}})
     heavy = from_dict(TrainConfig, {"data": {"degrade": {"severities": [4, 5]}}})
     assert heavy.data.degrade.severities == (4, 5)
+
+
+def test_backend_config_names_the_allowed_engines():
+    with pytest.raises(ValueError, match="backend='tflite' is not one of torch, onnxruntime"):
+        BackendConfig(backend="tflite")
+    with pytest.raises(ValueError, match="threads must be >= 0, got -1"):
+        BackendConfig(threads=-1)
+    with pytest.raises(ValueError, match="backend='tflite'"):
+        NodeConfig(backend="tflite")  # the node's flat parameters are checked the same way
+    assert NodeConfig().backend_config() == BackendConfig(adapter="gated")
 
 
 def test_yaml_then_overrides(tmp_path):

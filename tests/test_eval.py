@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 
 from ranksam_ros.backends.torch_backend import TorchBackend
+from ranksam_ros.config import CAMVID_CLASSES, DataConfig
+from ranksam_ros.eval.confusion import ConfusionMatrix
+from ranksam_ros.eval.evaluate import evaluate
+from ranksam_ros.eval.options import EvalOptions
+from ranksam_ros.eval.segments import summarize_segments
+from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor
 from ranksam_ros.modeling.registry import save_model
-from ranksam_ros.train.evaluate import EvalOptions, evaluate, summarize_box
 
 REPORT_KEYS = {
     "miou",
@@ -26,7 +31,7 @@ REPORT_KEYS = {
 
 def test_summary_means_and_large_split():
     rows = [(3, 5000, 0.9, 0.8, 0.85), (3, 100, 0.5, 0.4, 0.5), (8, 2000, 0.7, 0.6, 0.6)]
-    report = summarize_box(rows, large_area=1000)
+    report = summarize_segments(rows, CAMVID_CLASSES, large_area=1000)
     assert math.isclose(report["miou"], 0.7)
     assert math.isclose(report["miou_large"], 0.8)
     assert math.isclose(report["box_baseline_miou"], 0.6)
@@ -89,6 +94,8 @@ def test_eval_cli_writes_json(frames_dir, micro_model, tmp_path):
             "fog",
             "--severities",
             "5,4",
+            "--sequences",
+            "0016E5",
             "--json",
             str(out),
         ],
@@ -100,6 +107,7 @@ def test_eval_cli_writes_json(frames_dir, micro_model, tmp_path):
     report = json.loads(out.read_text())
     assert REPORT_KEYS <= set(report) and report["images"] == 1
     assert report["degrade"] == "fog" and report["severities"] == [5, 4]
+    assert report["sequences"] == ["0016E5"] and "sequences 0016E5" in done.stdout
     assert "miou" in done.stdout
 
 
@@ -130,20 +138,23 @@ def test_eval_cli_errors_are_clear(tmp_path):
 
 
 def test_auto_and_grid_eval(frames_dir, micro_model, tmp_path):
-    from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor, save_prompt_predictor
+    from ranksam_ros.modeling.prompt_predictor import save_prompt_predictor
 
     model_dir = tmp_path / "micro-model"
     model_dir.mkdir()
     save_model(model_dir / "model.safetensors", micro_model)
-    predictor = build_prompt_predictor(micro_model.arch, tuple(f"c{i}" for i in range(11)))
+    names = tuple(f"c{i}" for i in range(11))
+    predictor = build_prompt_predictor(micro_model.arch, names)
     save_prompt_predictor(model_dir / "prompt_predictor.safetensors", predictor)
-    base = dict(model=str(model_dir), data=str(frames_dir), limit=1)
+    # The predictor's classes are not CamVid's: the data config names them the same way.
+    dataset = DataConfig(class_names=names, thing_classes=())
+    base = dict(model=str(model_dir), data=str(frames_dir), limit=1, dataset=dataset)
     auto = evaluate(
         EvalOptions(prompts="auto", pipeline_overrides=("prompts.threshold=0.0",), **base)
     )
     grid = evaluate(EvalOptions(prompts="grid", **base))
     for report in (auto, grid):
-        assert 0.0 <= report["miou"] <= 1.0 and len(report["class_iou"]) == 11
+        assert 0.0 <= report["miou"] <= 1.0 and tuple(report["class_iou"]) == names
         assert report["images"] == 1 and report["seconds_per_image"] > 0
         assert report["fill_semantic"] and report["miou"] == report["miou_filled"]
         assert 0.0 <= report["miou_masks_only"] <= 1.0
@@ -153,10 +164,68 @@ def test_auto_and_grid_eval(frames_dir, micro_model, tmp_path):
 
 
 def test_confusion_matrix_counts_unassigned_as_miss():
-    from ranksam_ros.train.evaluate_auto import ConfusionMatrix
-
     confusion = ConfusionMatrix(num_classes=2)
     truth = np.array([[0, 0, 1, 1, 255]])
     predicted = np.array([[0, 255, 1, 0, 1]])
     confusion.add(truth, predicted)
     np.testing.assert_allclose(confusion.class_iou(), [1 / 3, 1 / 2])
+
+
+def _sequence_folder(frames_dir, root):
+    """Bundled frames under two sequence prefixes: 3 of 0016E5 and 2 renamed to 0099XX."""
+    for sub in ("images", "labels"):
+        (root / sub).mkdir(parents=True)
+    images = sorted((frames_dir / "images").iterdir())[:5]
+    for index, image in enumerate(images):
+        stem = image.stem if index < 3 else f"0099XX_{index:05d}"
+        (root / "images" / f"{stem}.jpg").symlink_to(image)
+        (root / "labels" / f"{stem}.png").symlink_to(frames_dir / "labels" / f"{image.stem}.png")
+    return root
+
+
+def test_sequences_pick_the_frames_and_are_reported(frames_dir, micro_model, tmp_path):
+    data = _sequence_folder(frames_dir, tmp_path / "data")
+    backend = TorchBackend(micro_model)
+    held_out = evaluate(EvalOptions(data=str(data), sequences=("0099XX",)), backend)
+    assert held_out["images"] == 2 and held_out["sequences"] == ["0099XX"]
+    everything = evaluate(EvalOptions(data=str(data), limit=4), backend)
+    assert everything["images"] == 4 and everything["sequences"] == []
+    with pytest.raises(ValueError, match="no images of sequences \\['0042ZZ'\\]"):
+        evaluate(EvalOptions(data=str(data), sequences=("0042ZZ",)), backend)
+
+
+def test_class_names_and_ignore_label_come_from_the_data_config(frames_dir, micro_model):
+    backend = TorchBackend(micro_model)  # no prompt predictor: no class names to compare
+    three = DataConfig(
+        class_names=("sky", "building", "pole"), num_classes=3, thing_classes=()
+    )
+    small = evaluate(EvalOptions(data=str(frames_dir), limit=1, dataset=three), backend)
+    full = evaluate(EvalOptions(data=str(frames_dir), limit=1), backend)
+    assert set(small["class_iou"]) <= {"sky", "building", "pole"} and small["class_iou"]
+    assert 0 < small["segments"] < full["segments"]
+    # Ignoring road (3) instead of label 11 drops road's segments and keeps the rest.
+    no_road = DataConfig(ignore_label=3)
+    ignored = evaluate(EvalOptions(data=str(frames_dir), limit=1, dataset=no_road), backend)
+    assert "road" in full["class_iou"] and "road" not in ignored["class_iou"]
+
+
+def test_model_classes_must_match_the_data(frames_dir, micro_model):
+    micro_model.prompt_predictor = build_prompt_predictor(micro_model.arch, ("a", "b", "c")).eval()
+    backend = TorchBackend(micro_model)
+    for prompts in ("box", "auto"):
+        options = EvalOptions(data=str(frames_dir), limit=1, prompts=prompts)
+        with pytest.raises(
+            ValueError, match=r"model's classes \['a', 'b', 'c'\] are not the data's \['sky'"
+        ):
+            evaluate(options, backend)
+
+
+def test_options_reject_bad_values_by_name():
+    with pytest.raises(ValueError, match="--prompts 'boxes': choose one of box, point, auto, grid"):
+        EvalOptions(prompts="boxes")
+    with pytest.raises(ValueError, match="--severities \\[4, 9\\]"):
+        EvalOptions(severities=(4, 9))
+    with pytest.raises(ValueError, match="backend='tflite'"):
+        EvalOptions(backend="tflite")
+    with pytest.raises(ValueError, match="--limit must be >= 0"):
+        EvalOptions(limit=-1)

@@ -23,7 +23,7 @@ LAYERS = (
     ("pipeline",),
     ("eval", "train", "reporting"),
     ("ros", "bench"),
-    ("demo", "cli"),
+    ("demo", "cli", "cli_options"),
 )
 LAYER_OF = {part: level for level, parts in enumerate(LAYERS) for part in parts}
 

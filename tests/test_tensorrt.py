@@ -18,6 +18,7 @@ from ranksam_ros.adapters.gated_rank import GatedRankConfig
 from ranksam_ros.adapters.inject import inject_adapters, is_adapter_param
 from ranksam_ros.adapters.io import save_adapters
 from ranksam_ros.backends import create_backend
+from ranksam_ros.config import BackendConfig
 from ranksam_ros.deploy import trt_build
 from ranksam_ros.deploy.export import export_model
 from ranksam_ros.deploy.onnx_graph import fp32_nodes
@@ -368,7 +369,7 @@ def test_cli_trt_check_and_trtexec_lines(gated_export, capsys):
 def test_tensorrt_backend_without_tensorrt_gives_the_install_hint(gated_export, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(ImportError, match="pip install") as info:
-        create_backend("tensorrt", model=str(gated_export))
+        create_backend(BackendConfig(backend="tensorrt", model=str(gated_export)))
     assert "python3-libnvinfer" in str(info.value)
 
 

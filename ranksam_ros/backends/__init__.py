@@ -3,38 +3,25 @@
 from __future__ import annotations
 
 from ranksam_ros.backends.base import Backend, Encoded, ModelInfo
-from ranksam_ros.backends.flip_tta import TTA_MODES, check_tta, with_tta
+from ranksam_ros.backends.flip_tta import TTA_MODES, with_tta
+from ranksam_ros.config import BACKENDS, BackendConfig
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
-
-def create_backend(
-    name: str,
-    model: str = "camvid-tiny",
-    adapter: str | None = "none",
-    threads: int = 0,
-    tta: str = "none",
-) -> Backend:
-    """Load ``model`` (+ ``adapter``) into the engine ``name``.
+def create_backend(config: BackendConfig) -> Backend:
+    """Load ``config.model`` (+ ``config.adapter``) into the engine ``config.backend``.
 
     Args:
-        name: ``torch``, ``onnxruntime`` or ``tensorrt``.
-        model: For ``torch`` a model name or path; for the others an export directory
-            (``ranksam export`` output) or a model name whose export is cached.
-        adapter: Adapter name/path or ``none`` (torch only; exports carry theirs).
-        threads: CPU threads (0 = library default).
-        tta: Test-time augmentation: ``none`` or ``flip`` (frame and mirror image averaged,
-            twice the cost; :mod:`ranksam_ros.backends.flip_tta`).
+        config: Engine, model, adapter, CPU threads and test-time augmentation (validated
+            when the config is built, so a bad name fails before the slow model load).
 
     Raises:
-        ValueError: unknown engine name or tta mode.
         ImportError: the engine's runtime is not installed (with the install hint).
     """
-    check_tta(tta)  # before the (slow) model load
-    return with_tta(_engine(name, model, adapter, threads), tta)
+    return with_tta(_engine(config), config.tta)
 
 
-def _engine(name: str, model: str, adapter: str | None, threads: int) -> Backend:
+def _engine(config: BackendConfig) -> Backend:
+    name, model, adapter, threads = config.backend, config.model, config.adapter, config.threads
     if name == "torch":
         from ranksam_ros.backends.torch_backend import TorchBackend
         from ranksam_ros.modeling.registry import build_model
@@ -51,4 +38,4 @@ def _engine(name: str, model: str, adapter: str | None, threads: int) -> Backend
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "TTA_MODES", "Backend", "Encoded", "ModelInfo", "create_backend"]
+__all__ = ["TTA_MODES", "Backend", "Encoded", "ModelInfo", "create_backend"]

@@ -16,7 +16,7 @@ from PIL import Image as PILImage
 from ranksam_ros.bench.bags import COMPRESSED, IMAGE, BagError, BagFrames
 from ranksam_ros.bench.metrics import percentiles
 from ranksam_ros.bench.typestore import ranksam_typestore
-from ranksam_ros.config import NodeConfig
+from ranksam_ros.config import DataConfig, NodeConfig
 
 
 def decode_rgb(raw: bytes, msgtype: str) -> np.ndarray:
@@ -82,13 +82,13 @@ def run_offline(
         call), ``model_id`` and, with labels, ``semantic_miou`` and ``class_iou``.
     """
     from ranksam_ros.backends import create_backend
+    from ranksam_ros.eval.confusion import ConfusionMatrix
     from ranksam_ros.pipeline.pipeline import Pipeline
-    from ranksam_ros.train.evaluate_auto import ConfusionMatrix
 
-    backend = create_backend(cfg.backend, cfg.model, cfg.adapter, cfg.threads, cfg.tta)
+    backend = create_backend(cfg.backend_config())
     pipeline = Pipeline(backend, cfg.pipeline)
     label_raw = _labels_by_frame(frames, labels) if labels is not None else []
-    confusion = ConfusionMatrix(len(pipeline.class_names) or 11)
+    confusion = ConfusionMatrix(len(pipeline.class_names) or DataConfig().num_classes)
     times_ms: list[float] = []
     images = [decode_rgb(raw, frames.msgtype) for raw in frames.raw]
     pipeline(images[0])  # warm-up: first calls allocate and initialise

@@ -3,45 +3,63 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from ranksam_ros.config import RELIABILITIES
 
 MODES = ("looping", "timeline")
 
 
+def _flag(default: Any, help: str | None = None, **meta: Any) -> Any:
+    """A field whose ``ranksam bench`` flag shows ``help`` (see ranksam_ros/cli_options.py)."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
+OFF_CLI = {"cli": False}  # set by callers (demo, scripts/bench_node.py), not by flags
+
+
 @dataclass
 class BenchOptions:
-    """Everything ``ranksam bench`` takes (see ``ranksam bench --help``)."""
+    """Everything ``ranksam bench`` takes (see ``ranksam bench --help``).
 
-    bag: str
-    topic: str | None = None
-    label_topic: str | None = None
-    mode: str = "looping"
-    rates: tuple[float, ...] = ()
-    search: bool = False
-    search_min: float = 0.5
-    search_max: float = 60.0
-    search_step: float = 0.1
-    probe_duration: float = 3.0
-    duration: float = 5.0
-    runs: int = 5
-    json: str | None = None
-    plots: str | None = None
-    offline: bool = False
-    record: str | None = None
-    node_params: str | None = None
-    overrides: tuple[str, ...] = ()
-    attach: bool = False
-    node_pid: int | None = None
-    fastdds_profile: bool = True
-    input_reliability: str | None = None
-    input_topic: str | None = None
-    output_topic: str = "/ranksam/masks"
-    max_frames: int = 100
-    startup_timeout: float = 180.0
-    warmup_s: float = 2.0
-    sample_every: int = 1
-    node_log: str | None = None
-    quiet: bool = False
-    extra_metadata: dict = field(default_factory=dict)
+    The field metadata makes the command's flags (``ranksam_ros.cli_options``).
+    """
+
+    bag: str = field(metadata={"help": "rosbag2 directory, .mcap or .db3 file"})
+    topic: str | None = _flag(None, "camera topic (default: the bag's only image topic)")
+    label_topic: str | None = _flag(None, "mono8 label topic for --offline mIoU (default: *label*)")
+    mode: str = _flag("looping", choices=MODES)
+    rates: tuple[float, ...] = _flag((), "comma-separated input rates in Hz")
+    search: bool = _flag(False, "search the peak sustained rate")
+    search_min: float = _flag(0.5, "lowest rate searched (Hz)")
+    search_max: float = _flag(60.0, "highest rate searched (Hz)")
+    search_step: float = field(default=0.1, metadata=OFF_CLI)
+    probe_duration: float = _flag(3.0, "seconds per search probe")
+    duration: float = _flag(5.0, "seconds per measured run")
+    runs: int = _flag(5, "runs per rate (best/worst dropped)")
+    json: str | None = _flag(None, "write the report here")
+    plots: str | None = _flag(None, "folder for latency and RSS plots")
+    offline: bool = _flag(False, "pipeline in-process instead of DDS")
+    record: str | None = _flag(None, "record the first run per rate (inputs, outputs) to .mcap")
+    node_params: str | None = _flag(None, "ROS params file for the node")
+    overrides: tuple[str, ...] = _flag(
+        (), "node parameter(s)", flag="--set", action="extend", metavar="KEY=VALUE"
+    )
+    attach: bool = _flag(False, "use an already running node")
+    node_pid: int | None = _flag(None, "with --attach: process to sample CPU/RSS of")
+    fastdds_profile: bool = _flag(
+        True, "keep Fast DDS defaults (small SHM)", flag="--no-fastdds-profile"
+    )
+    input_reliability: str | None = _flag(None, choices=RELIABILITIES)
+    input_topic: str | None = _flag(None, "default /image or /image/compressed")
+    output_topic: str = _flag("/ranksam/masks")
+    max_frames: int = _flag(100, "frames loaded (0 = all)")
+    startup_timeout: float = _flag(180.0, "seconds for the node")
+    warmup_s: float = field(default=2.0, metadata=OFF_CLI)
+    sample_every: int = field(default=1, metadata=OFF_CLI)
+    node_log: str | None = field(default=None, metadata=OFF_CLI)
+    quiet: bool = field(default=False, metadata=OFF_CLI)
+    extra_metadata: dict = field(default_factory=dict, metadata=OFF_CLI)
 
 
 def check_options(opts: BenchOptions) -> None:

@@ -14,6 +14,7 @@ import torch
 
 from ranksam_ros.adapters.inject import merge_and_unload
 from ranksam_ros.adapters.registry import kind_of
+from ranksam_ros.config import EXPORT_OPSET, EXPORT_PRECISIONS
 from ranksam_ros.config_loader import to_dict
 from ranksam_ros.graph.manifest import write_manifest
 from ranksam_ros.graph.names import DECODER_DYNAMIC_AXES
@@ -27,8 +28,6 @@ from ranksam_ros.modeling.export_wrappers import (
 )
 from ranksam_ros.modeling.ranksam import RankSam
 from ranksam_ros.modeling.registry import build_model
-
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _export(
@@ -74,7 +73,7 @@ def export_model(
     out_dir: str | Path,
     adapter: str | None = None,
     precision: str = "fp32",
-    opset: int = 17,
+    opset: int = EXPORT_OPSET,
 ) -> Path:
     """Export ``model_name`` (+ ``adapter``) to ONNX graphs and a manifest in ``out_dir``.
 
@@ -90,8 +89,9 @@ def export_model(
     Returns:
         Path of ``manifest.json``.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision not in EXPORT_PRECISIONS:
+        choices = ", ".join(EXPORT_PRECISIONS)
+        raise ValueError(f"--precision {precision!r}: choose one of {choices}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():

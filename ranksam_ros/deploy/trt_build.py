@@ -20,6 +20,7 @@ from pathlib import Path
 
 import onnx
 
+from ranksam_ros.config import ENGINE_PRECISIONS
 from ranksam_ros.deploy.cache import cache_root
 from ranksam_ros.deploy.trt_check import TRT_GRAPHS
 from ranksam_ros.deploy.trt_engine import Profile, Shape, runtime_identity
@@ -27,7 +28,6 @@ from ranksam_ros.graph.manifest import sha256_file
 
 log = logging.getLogger("ranksam_ros.tensorrt")
 
-PRECISIONS = ("fp16", "fp32")
 POLICIES = ("if_missing", "never", "always")
 # Bump when builder settings or the fp32-layer selection change: old engines must not match.
 BUILD_RECIPE = 1
@@ -208,9 +208,9 @@ def build_engine(
         ValueError: unknown precision/policy.
         EngineNotFoundError: policy ``never`` and no matching engine.
     """
-    if precision not in PRECISIONS or policy not in POLICIES:
+    if precision not in ENGINE_PRECISIONS or policy not in POLICIES:
         raise ValueError(
-            f"precision {precision!r} / policy {policy!r}: use {PRECISIONS} / {POLICIES}"
+            f"precision {precision!r} / policy {policy!r}: use {ENGINE_PRECISIONS} / {POLICIES}"
         )
     onnx_path = Path(onnx_path)
     graph = graph or onnx_path.stem

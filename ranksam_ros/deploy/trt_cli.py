@@ -10,6 +10,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from ranksam_ros.config import ENGINE_PRECISIONS
+from ranksam_ros.deploy.trt_ops import TRT_VERSIONS
+
 # Comparisons yield BOOL: their precision can be pinned, their output type cannot.
 _BOOL_OUTPUT_OPS = frozenset({"Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Equal"})
 
@@ -17,15 +20,21 @@ _BOOL_OUTPUT_OPS = frozenset({"Greater", "GreaterOrEqual", "Less", "LessOrEqual"
 def add_trt_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``trt-check`` and ``build-engine`` on the main parser's subparsers."""
     p = subparsers.add_parser(
-        "trt-check", help="check an export against the TensorRT ONNX parser (no GPU needed)"
+        "trt-check",
+        help="check an export against the TensorRT ONNX parser (no GPU needed)",
+        allow_abbrev=False,
     )
     p.add_argument("--export", required=True, help="export directory (ranksam export --out)")
-    p.add_argument("--trt-version", default="10", choices=["8.6", "10"])
+    p.add_argument("--trt-version", default=TRT_VERSIONS[-1], choices=TRT_VERSIONS)
     p.set_defaults(func=_cmd_trt_check)
 
-    p = subparsers.add_parser("build-engine", help="build (or reuse) TensorRT engines of an export")
+    p = subparsers.add_parser(
+        "build-engine",
+        help="build (or reuse) TensorRT engines of an export",
+        allow_abbrev=False,
+    )
     p.add_argument("--export", required=True, help="export directory (ranksam export --out)")
-    p.add_argument("--precision", default="fp16", choices=["fp16", "fp32"])
+    p.add_argument("--precision", default=ENGINE_PRECISIONS[0], choices=ENGINE_PRECISIONS)
     p.add_argument("--cache", help="engine directory (default $RANKSAM_CACHE/engines)")
     p.add_argument("--max-prompts", type=int, default=128, help="decoder prompt batch max")
     p.add_argument("--opt-prompts", type=int, default=16, help="decoder prompt batch to tune for")

@@ -19,6 +19,7 @@ from ranksam_ros.config import PipelineConfig
 from ranksam_ros.graph.preprocess import ResizeInfo, check_image, preprocess
 from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.graph.types import Encoded, PromptMaps
+from ranksam_ros.pipeline.class_pooling import pool_class_probs, soft_mask_weights
 from ranksam_ros.pipeline.postprocess import (
     clip_to_boxes,
     fill_unassigned,
@@ -354,22 +355,9 @@ class Pipeline:
         """Class per kept mask: the prompt's, or the class probabilities pooled over the mask."""
         if self.cfg.prompts.class_source == "prompt" or frame.maps is None:
             return prompt_classes
-        return np.argmax(pool_class_probs(frame.maps.class_probs, logits), axis=1)
-
-
-def pool_class_probs(class_probs: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """Class probabilities averaged over each soft mask: ``(C, G, G)``, ``(N, m, m)`` -> ``(N, C)``.
-
-    The mask-to-class rule of the pipeline and of the grid baseline: each cell of the class
-    map counts with the mean mask probability over the mask cells it covers.
-    """
-    grid = class_probs.shape[-1]
-    factor = logits.shape[-1] // grid
-    soft = 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))
-    weights = soft.reshape(len(logits), grid, factor, grid, factor).mean(axis=(2, 4))
-    return np.einsum("ngh,cgh->nc", weights, class_probs) / np.maximum(
-        weights.sum(axis=(1, 2))[:, None], 1e-6
-    )
+        class_probs = frame.maps.class_probs
+        weights = soft_mask_weights(logits, grid=class_probs.shape[-1])
+        return np.argmax(pool_class_probs(weights, class_probs), axis=1)
 
 
 def _box_array(boxes: list[np.ndarray | None]) -> np.ndarray:

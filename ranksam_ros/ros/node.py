@@ -149,7 +149,7 @@ class RankSamNode(LifecycleNode):
         from ranksam_ros.backends import create_backend
 
         started = time.perf_counter()
-        backend = create_backend(cfg.backend, cfg.model, cfg.adapter, cfg.threads, cfg.tta)
+        backend = create_backend(cfg.backend_config())
         self.model_id = backend.info.model_id
         self.load_seconds = time.perf_counter() - started
         self.get_logger().info(
