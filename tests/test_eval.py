@@ -196,9 +196,7 @@ def test_sequences_pick_the_frames_and_are_reported(frames_dir, micro_model, tmp
 
 def test_class_names_and_ignore_label_come_from_the_data_config(frames_dir, micro_model):
     backend = TorchBackend(micro_model)  # no prompt predictor: no class names to compare
-    three = DataConfig(
-        class_names=("sky", "building", "pole"), num_classes=3, thing_classes=()
-    )
+    three = DataConfig(class_names=("sky", "building", "pole"), num_classes=3, thing_classes=())
     small = evaluate(EvalOptions(data=str(frames_dir), limit=1, dataset=three), backend)
     full = evaluate(EvalOptions(data=str(frames_dir), limit=1), backend)
     assert set(small["class_iou"]) <= {"sky", "building", "pole"} and small["class_iou"]

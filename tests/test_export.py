@@ -158,3 +158,54 @@ def test_export_fingerprint_follows_the_weights(tmp_path):
     assert first == export_fingerprint(tmp_path) and len(first) == 12
     (tmp_path / "adapters" / "gated.safetensors").write_bytes(b"adapter, retrained")
     assert export_fingerprint(tmp_path) != first
+
+
+@pytest.fixture(scope="module")
+def conv_export(tmp_path_factory):
+    """A micro conv model (fine features, semantic head, predictor, gated adapters) exported."""
+    root = tmp_path_factory.mktemp("conv")
+    model = build_model("micro-conv")
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    (root / "model" / "adapters").mkdir(parents=True)
+    save_model(root / "model" / "model.safetensors", model)
+    predictor = build_prompt_predictor(model.arch, model.arch.semantic_classes)
+    save_prompt_predictor(root / "model" / "prompt_predictor.safetensors", predictor)
+    cfg = GatedRankConfig(rank_low=2, rank_high=2, target_modules=("block.3", "block.5"))
+    inject_adapters(model.sam.image_encoder, cfg)
+    save_adapters(root / "model" / "adapters" / "gated.safetensors", model.sam.image_encoder, cfg)
+    export_model(str(root / "model"), root / "export", adapter="gated")
+    return root
+
+
+def test_conv_model_exports_fine_features_and_semantics_that_match_torch(conv_export):
+    ours = OnnxBackend(conv_export / "export", threads=2)
+    reference = TorchBackend(build_model(str(conv_export / "model"), adapter="gated"))
+    manifest = json.loads((conv_export / "export" / "manifest.json").read_text())
+    assert manifest["graphs"]["encoder"]["outputs"][-2:] == ["detail", "semantic"]
+    assert ours.info.semantic_head and ours.info.prompt_predictor
+    assert ours.info.class_names == reference.info.class_names == tuple(manifest["class_names"])
+    image = np.random.default_rng(2).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    a, b = ours.encode(image), reference.encode(image)
+    for name in ("embedding", "detail", "semantic"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=1e-4)
+    np.testing.assert_allclose(a.semantic.sum(1), 1.0, atol=1e-5)
+    coords, labels = boxes_to_prompts(np.array([[4, 4, 40, 30]], np.float32))
+    np.testing.assert_allclose(
+        ours.decode(a, coords, labels, False)[0],
+        reference.decode(b, coords, labels, False)[0],
+        atol=1e-3,
+    )
+
+
+def test_pipeline_names_masks_with_the_semantic_head(conv_export):
+    backend = TorchBackend(build_model(str(conv_export / "model")))
+    pipeline = Pipeline(backend, PipelineConfig(prompts=PromptConfig(threshold=0.0)))
+    image = np.random.default_rng(3).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    frame = pipeline.encode(image, need_maps=False)
+    assert frame.maps is None and frame.encoded.semantic is not None
+    assert not pipeline.needs_prompt_maps(auto=False)  # the head names masks, no predictor
+    result = pipeline(image)
+    dense = np.argmax(frame.encoded.semantic[0], axis=0)
+    assert set(np.unique(result.semantic)) <= set(np.unique(dense)) | {255}

@@ -34,7 +34,9 @@ class TorchBackend:
             pixel_mean=tuple(arch.pixel_mean),
             pixel_std=tuple(arch.pixel_std),
             mask_size=arch.mask_size,
-            class_names=tuple(predictor.class_names) if predictor is not None else (),
+            class_names=model.class_names,
+            prompt_predictor=predictor is not None,
+            semantic_head=model.semantic_head is not None,
         )
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -47,8 +49,11 @@ class TorchBackend:
         ranks = self.model.active_ranks()
         layer_ranks = {name: float(r.float().mean()) for name, r in ranks.items()}
         mean = float(np.mean(list(layer_ranks.values()))) if layer_ranks else None
+        semantic = None
+        if self.model.semantic_head is not None:
+            semantic = self.model.semantic_probs(embedding, detail).cpu().numpy()
         detail = None if detail is None else detail.cpu().numpy()
-        return Encoded(embedding.cpu().numpy(), mean, layer_ranks, detail)
+        return Encoded(embedding.cpu().numpy(), mean, layer_ranks, detail, semantic)
 
     @torch.inference_mode()
     def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> PromptMaps:

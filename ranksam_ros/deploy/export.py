@@ -149,7 +149,7 @@ def _export_all(
         "pixel_std": list(arch.pixel_std),
         "mask_size": arch.mask_size,
         "embedding_shape": list(embedding.shape),
-        "class_names": list(model.prompt_predictor.class_names) if model.prompt_predictor else [],
+        "class_names": list(model.class_names),
         "precision": precision,
         "opset": opset,
         "graphs": graphs,

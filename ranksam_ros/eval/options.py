@@ -19,7 +19,9 @@ from ranksam_ros.config import (
 )
 
 SEGMENT_PROMPTS = ("box", "point")  # one prompt per labelled segment: segment IoU
-PROMPTLESS_MODES = ("auto", "grid")  # no prompts given: semantic mIoU
+# No prompts given: semantic mIoU of automatic prompts, of SAM's grid generator, or of the
+# dense semantic head alone (no decoder pass).
+PROMPTLESS_MODES = ("auto", "grid", "semantic")
 PROMPT_MODES = SEGMENT_PROMPTS + PROMPTLESS_MODES
 # One degradation (severity cycling over the frames) or a random training one per frame.
 DEGRADE_MODES = ("none", *DEGRADATIONS, "mixed")
@@ -48,7 +50,8 @@ class EvalOptions:
         metadata={
             "choices": PROMPT_MODES,
             "help": "box / point: one prompt per labelled segment (tight box, or one interior "
-            "click); auto / grid: promptless semantic mIoU",
+            "click); auto / grid / semantic: promptless semantic mIoU of our pipeline, of "
+            "SAM's grid generator, or of the dense semantic head alone",
         },
     )
     degrade: str = field(default="none", metadata={"choices": DEGRADE_MODES})

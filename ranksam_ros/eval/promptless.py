@@ -57,6 +57,23 @@ class GridSegmenter:
         return semantic, fill_unassigned(semantic, probs, geometry, UNASSIGNED), self.points
 
 
+class _SemanticSegmenter:
+    """The semantic head alone: every pixel takes its most likely class, no SAM decode."""
+
+    def __init__(self, backend: Backend) -> None:
+        if not backend.info.semantic_head:
+            raise ValueError(f"--prompts semantic: {backend.info.model_id} has no semantic head")
+        self.backend = backend
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        info = self.backend.info
+        tensor, geometry = preprocess(image, info.input_size, info.pixel_mean, info.pixel_std)
+        probs = self.backend.encode(tensor).semantic[0]
+        holes = np.full(image.shape[:2], UNASSIGNED, np.uint8)
+        dense = fill_unassigned(holes, probs, geometry, UNASSIGNED)
+        return dense, dense, 0
+
+
 class _AutoSegmenter:
     """Our pipeline with automatic prompts, returning what :class:`GridSegmenter` does."""
 
@@ -89,8 +106,10 @@ def _segmenter(options: EvalOptions, cfg: PipelineConfig, backend: Backend | Non
 
         segmenter = GridSegmenter(build_model(options.model, adapter=options.adapter))
         return segmenter, segmenter.backend
-    if options.prompts == "auto":
+    if options.prompts in ("auto", "semantic"):
         backend = backend or create_backend(options.backend_config())
+        if options.prompts == "semantic":
+            return _SemanticSegmenter(backend), backend
         return _AutoSegmenter(backend, cfg), backend
     raise ValueError(f"--prompts {options.prompts!r}: choose one of {', '.join(PROMPTLESS_MODES)}")
 

@@ -21,6 +21,8 @@ def model_info(manifest: dict, engine: str) -> ModelInfo:
         pixel_std=tuple(manifest["pixel_std"]),
         mask_size=int(manifest["mask_size"]),
         class_names=tuple(manifest["class_names"]),
+        prompt_predictor=names.PROMPT_PREDICTOR in manifest["graphs"],
+        semantic_head=names.SEMANTIC in manifest["graphs"][names.ENCODER]["outputs"],
     )
 
 
@@ -62,11 +64,11 @@ def encoded(outputs: dict[str, np.ndarray], layer_names: list[str]) -> Encoded:
     models whose decoder takes it.
     """
     embedding, ranks = outputs[names.EMBEDDING], outputs[names.LAYER_RANKS]
-    detail = outputs.get(names.DETAIL)
+    detail, semantic = outputs.get(names.DETAIL), outputs.get(names.SEMANTIC)
     if not layer_names:
-        return Encoded(embedding, detail=detail)
+        return Encoded(embedding, detail=detail, semantic=semantic)
     layer_ranks = {name: float(r) for name, r in zip(layer_names, ranks[0])}
-    return Encoded(embedding, float(np.mean(ranks)), layer_ranks, detail)
+    return Encoded(embedding, float(np.mean(ranks)), layer_ranks, detail, semantic)
 
 
 def prompt_maps(outputs: dict[str, np.ndarray]) -> PromptMaps:

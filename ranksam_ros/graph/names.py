@@ -8,6 +8,8 @@ LAYER_RANKS = "layer_ranks"
 # Per-image detail the decoder needs beside the embedding: the conv encoder's stride-4
 # features or the detail head's; an encoder output and a decoder input.
 DETAIL = "detail"
+# Class probabilities of the dense semantic head on the mask grid: an encoder output.
+SEMANTIC = "semantic"
 CONFIDENCE = "confidence"
 CLASS_PROBS = "class_probs"
 POINT_COORDS = "point_coords"
@@ -33,10 +35,16 @@ DECODER_DYNAMIC_AXES = {
 }
 
 
-def io_names(with_detail: bool) -> dict[str, dict[str, list[str]]]:
-    """IO names of a model's graphs; ``detail`` joins the encoder and decoder when it has one."""
+def io_names(with_detail: bool, with_semantic: bool = False) -> dict[str, dict[str, list[str]]]:
+    """IO names of a model's graphs.
+
+    ``detail`` joins the encoder's outputs and the decoder's inputs when the decoder takes
+    it; ``semantic`` is an encoder output of models with a dense semantic head.
+    """
     names = {graph: {k: list(v) for k, v in io.items()} for graph, io in IO_NAMES.items()}
     if with_detail:
         names[ENCODER]["outputs"].append(DETAIL)
         names[DECODER]["inputs"].append(DETAIL)
+    if with_semantic:
+        names[ENCODER]["outputs"].append(SEMANTIC)
     return names

@@ -16,7 +16,10 @@ class ModelInfo:
         input_size: Side of the square network input.
         pixel_mean, pixel_std: Normalisation (0-255 scale), RGB.
         mask_size: Side of the low-resolution mask logits.
-        class_names: Classes of the prompt predictor (empty without one).
+        class_names: Classes the model names (its semantic head's, else its prompt
+            predictor's; empty without either).
+        prompt_predictor: The model proposes point prompts (``predict_prompts`` works).
+        semantic_head: Encoding also gives class probabilities (``Encoded.semantic``).
     """
 
     model_id: str
@@ -25,6 +28,8 @@ class ModelInfo:
     pixel_std: tuple[float, float, float]
     mask_size: int
     class_names: tuple[str, ...] = ()
+    prompt_predictor: bool = False
+    semantic_head: bool = False
     extras: dict = field(default_factory=dict)
 
 
@@ -38,12 +43,15 @@ class Encoded:
         layer_ranks: Active rank per gated layer (empty without gates).
         detail: Per-image decoder detail ``(1, C', m, m)`` float32: the conv encoder's fine
             features or the detail head's (None when the model has neither).
+        semantic: Class probabilities of the dense semantic head ``(1, K, m, m)`` float32
+            (None without one).
     """
 
     embedding: np.ndarray
     active_rank: float | None = None
     layer_ranks: dict[str, float] = field(default_factory=dict)
     detail: np.ndarray | None = None
+    semantic: np.ndarray | None = None
 
 
 @dataclass

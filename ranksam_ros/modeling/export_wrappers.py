@@ -20,7 +20,8 @@ from ranksam_ros.modeling.ranksam import RankSam
 
 def io_names(model: RankSam) -> dict[str, dict[str, list[str]]]:
     """Graph IO names of ``model`` (the contract's, ``detail`` when its decoder takes it)."""
-    return names.io_names(model.detail_head is not None or model.fine_features)
+    with_detail = model.detail_head is not None or model.fine_features
+    return names.io_names(with_detail, model.semantic_head is not None)
 
 
 def gated_layers(model: RankSam) -> list[tuple[str, GatedRankLinear]]:
@@ -31,11 +32,12 @@ def gated_layers(model: RankSam) -> list[tuple[str, GatedRankLinear]]:
 
 
 class EncoderGraph(nn.Module):
-    """``image (1, 3, S, S)`` -> ``embedding``, ``layer_ranks`` (and ``detail``).
+    """``image (1, 3, S, S)`` -> ``embedding``, ``layer_ranks`` (``detail``, ``semantic``).
 
-    Shapes: ``embedding (1, C, g, g)``, ``layer_ranks (1, L)``; with a detail head also
-    ``detail (1, C', m, m)``. Without gated adapters ``layer_ranks`` is a single -1 column
-    so every graph has the same outputs.
+    Shapes: ``embedding (1, C, g, g)``, ``layer_ranks (1, L)``; with a detail head or the conv
+    encoder also ``detail (1, C', m, m)``; with a semantic head ``semantic (1, K, m, m)``.
+    Without gated adapters ``layer_ranks`` is a single -1 column so every graph has the same
+    outputs.
     """
 
     def __init__(self, model: RankSam) -> None:
@@ -49,7 +51,10 @@ class EncoderGraph(nn.Module):
             ranks = torch.full((image.shape[0], 1), -1.0)
         else:
             ranks = torch.stack([layer.gates.sum(-1) for layer in self.gated], dim=1)
-        return (embedding, ranks) if detail is None else (embedding, ranks, detail)
+        outputs = (embedding, ranks) + (() if detail is None else (detail,))
+        if self.model.semantic_head is not None:
+            outputs += (self.model.semantic_probs(embedding, detail),)
+        return outputs
 
 
 class PromptPredictorGraph(nn.Module):

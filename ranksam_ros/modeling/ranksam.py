@@ -113,6 +113,19 @@ class RankSam(nn.Module):
             raise ValueError(f"model {self.model_id} has no semantic head")
         return self.semantic_head(embedding, detail)
 
+    def semantic_probs(self, embedding: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(B, K, m, m)`` of the semantic head."""
+        return torch.softmax(self.semantic_logits(embedding, detail), dim=1)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Classes the model names: its semantic head's, else its prompt predictor's."""
+        if self.arch.semantic_classes:
+            return tuple(self.arch.semantic_classes)
+        if self.prompt_predictor is not None:
+            return tuple(self.prompt_predictor.class_names)
+        return ()
+
     def decode(
         self,
         embedding: torch.Tensor,

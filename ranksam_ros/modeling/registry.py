@@ -155,4 +155,11 @@ def _attach_prompt_predictor(model: RankSam, model_dir: Path | None) -> None:
 
     path = model_dir / "prompt_predictor.safetensors"
     if path.is_file():
-        model.prompt_predictor = load_prompt_predictor(path, model.arch)
+        predictor = load_prompt_predictor(path, model.arch)
+        semantic = tuple(model.arch.semantic_classes)
+        if semantic and tuple(predictor.class_names) != semantic:
+            raise ValueError(
+                f"{path}: prompt predictor classes {list(predictor.class_names)} differ from "
+                f"the semantic head's {list(semantic)}"
+            )
+        model.prompt_predictor = predictor

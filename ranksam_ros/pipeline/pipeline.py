@@ -90,7 +90,7 @@ class Pipeline:
 
     def __call__(self, image: np.ndarray, prompts: PromptSet | None = None) -> Segmentation:
         """Segment one RGB uint8 frame ``(H, W, 3)``; ``prompts=None`` means automatic prompts."""
-        frame = self.encode(image, need_maps=prompts is None or bool(self.class_names))
+        frame = self.encode(image, need_maps=self.needs_prompt_maps(auto=prompts is None))
         return self.segment(frame, prompts)
 
     def encode(
@@ -105,7 +105,7 @@ class Pipeline:
         with timer.stage("encoder"):
             encoded = self.backend.encode(tensor)
         maps = None
-        if need_maps and self.class_names:
+        if need_maps and info.prompt_predictor:
             with timer.stage("prompt_predictor"):
                 maps = self.backend.predict_prompts(encoded, tensor)
         return EncodedFrame(tensor, geometry, encoded, maps, dict(timer.ms))
@@ -155,14 +155,23 @@ class Pipeline:
         result.timings_ms = {**(frame.timings_ms or {}), **timer.ms}
         return result
 
+    def needs_prompt_maps(self, auto: bool) -> bool:
+        """Whether a frame needs the prompt predictor.
+
+        It does for automatic prompts, and to name masks when the model has no semantic head.
+        """
+        info = self.backend.info
+        return auto or (bool(self.class_names) and not info.semantic_head)
+
     def dense_semantic(self, frame: EncodedFrame, semantic: np.ndarray) -> np.ndarray:
         """``semantic`` with uncovered pixels given the prompt predictor's most likely class.
 
         Returned unchanged when the frame has no predictor maps.
         """
-        if frame.maps is None:
+        class_probs = _class_probs(frame)
+        if class_probs is None:
             return semantic
-        return fill_unassigned(semantic, frame.maps.class_probs, frame.geometry, UNASSIGNED)
+        return fill_unassigned(semantic, class_probs, frame.geometry, UNASSIGNED)
 
     def _outside(self, found: Candidates, decoded: Decoded) -> Candidates:
         """Automatic candidates not inside a mask of a given prompt."""
@@ -353,9 +362,9 @@ class Pipeline:
         self, frame: EncodedFrame, prompt_classes: np.ndarray, logits: np.ndarray
     ) -> np.ndarray:
         """Class per kept mask: the prompt's, or the class probabilities pooled over the mask."""
-        if self.cfg.prompts.class_source == "prompt" or frame.maps is None:
+        class_probs = _class_probs(frame)
+        if self.cfg.prompts.class_source == "prompt" or class_probs is None:
             return prompt_classes
-        class_probs = frame.maps.class_probs
         weights = soft_mask_weights(logits, grid=class_probs.shape[-1])
         return np.argmax(pool_class_probs(weights, class_probs), axis=1)
 
@@ -363,3 +372,14 @@ class Pipeline:
 def _box_array(boxes: list[np.ndarray | None]) -> np.ndarray:
     """Prompt boxes ``(K, 4)`` float64, NaN rows for point prompts."""
     return np.array([np.full(4, np.nan) if box is None else box for box in boxes], np.float64)
+
+
+def _class_probs(frame: EncodedFrame) -> np.ndarray | None:
+    """Class probabilities ``(C, G, G)`` that name masks and fill holes.
+
+    The semantic head's when the model has one, else the prompt predictor's (None without
+    either).
+    """
+    if frame.encoded.semantic is not None:
+        return frame.encoded.semantic[0]
+    return None if frame.maps is None else frame.maps.class_probs

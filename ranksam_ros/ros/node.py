@@ -223,7 +223,7 @@ class RankSamNode(LifecycleNode):
     ) -> None:
         prompts, auto = self._prompt_set()
         with self.model_lock:
-            frame = self.pipeline.encode(rgb, need_maps=auto or bool(self.pipeline.class_names))
+            frame = self.pipeline.encode(rgb, need_maps=self.pipeline.needs_prompt_maps(auto))
             if prompts is None and not auto:
                 result = self.pipeline.segment(frame, PromptSet())  # external mode, no prompts yet
             else:
