@@ -156,3 +156,19 @@ def test_export_fingerprint_follows_the_weights(tmp_path):
     assert first == export_fingerprint(tmp_path) and len(first) == 12
     (tmp_path / "adapters" / "gated.safetensors").write_bytes(b"adapter, retrained")
     assert export_fingerprint(tmp_path) != first
+
+
+def test_export_without_out_fills_the_cache_engines_look_in(tmp_path, monkeypatch, capsys):
+    from ranksam_ros.cli import main
+    from ranksam_ros.deploy.cache import cache_dir_for, is_export_dir, resolve_export
+
+    monkeypatch.setenv("RANKSAM_CACHE", str(tmp_path / "cache"))
+    command = ["export", "--model", "camvid-tiny", "--adapter", "gated"]
+    target = cache_dir_for("camvid-tiny", "gated")
+    assert main(command) == 0
+    assert f"wrote the cache: {target}" in capsys.readouterr().out and is_export_dir(target)
+    assert resolve_export("camvid-tiny", "gated") == target  # what OnnxBackend.from_model runs
+    assert main(command) == 0
+    assert f"already in the cache: {target}" in capsys.readouterr().out
+    assert main([*command, "--precision", "int8"]) == 2  # the cache holds fp32 only
+    assert "pass --out DIR" in capsys.readouterr().err

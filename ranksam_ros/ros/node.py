@@ -218,6 +218,7 @@ class RankSamNode(LifecycleNode):
     def _load_pipeline(self, cfg: NodeConfig) -> Pipeline:
         from ranksam_ros.backends import create_backend
 
+        self._export_if_missing(cfg)
         started = time.perf_counter()
         backend = create_backend(cfg.backend, cfg.model, cfg.adapter, cfg.threads, cfg.tta)
         self.model_id = backend.info.model_id
@@ -230,6 +231,27 @@ class RankSamNode(LifecycleNode):
                 f"prompts_mode={cfg.prompts_mode} needs a model with a prompt predictor"
             )
         return Pipeline(backend, cfg.pipeline)
+
+    def _export_if_missing(self, cfg: NodeConfig) -> None:
+        """Write the cached export an ONNX/TensorRT engine needs, if ``export_if_missing``.
+
+        Engines never export on their own: without this opt-in a missing export fails
+        configure with the ``ranksam export`` command to run. With it, that export runs here
+        (tens of seconds, once; the cache keeps it for the next start).
+        """
+        from ranksam_ros.deploy.cache import cache_dir_for, cached_export, is_export_dir
+
+        if cfg.backend == "torch" or not cfg.export_if_missing or is_export_dir(cfg.model):
+            return
+        if is_export_dir(cache_dir_for(cfg.model, cfg.adapter)):
+            return
+        self.get_logger().info(f"no cached export of {cfg.model}+{cfg.adapter}: exporting it")
+        started = time.perf_counter()
+        target = cached_export(cfg.model, cfg.adapter)
+        self.get_logger().info(
+            f"exported {cfg.model}+{cfg.adapter} to {target} in "
+            f"{time.perf_counter() - started:.1f} s (export_if_missing)"
+        )
 
     def _on_set_parameters(self, parameters: list):
         result, new_cfg = check_update(self, parameters, self.active)
@@ -411,7 +433,8 @@ def main(args: list[str] | None = None) -> int:
     """Console script ``ranksam_node`` (``--no-autostart`` leaves it unconfigured).
 
     Ctrl-C or SIGTERM stops it: the lifecycle shutdown releases everything, the executor
-    waits for running callbacks, then the node and rclpy go.
+    waits for running callbacks, then the node and rclpy go. A second signal interrupts a
+    configure still loading the model.
 
     Returns:
         0 after a clean stop; 1 when autostart's configure or activate failed, or when the
@@ -421,9 +444,11 @@ def main(args: list[str] | None = None) -> int:
     autostart = "--no-autostart" not in argv
     argv = [a for a in argv if a not in ("--autostart", "--no-autostart")]
     # rclpy's own SIGINT/SIGTERM handlers shut the context down at once, under callbacks that
-    # are still publishing; raised as KeyboardInterrupt here, the signal lets us stop in order.
+    # are still publishing; ours only ask the main loop to stop, which then stops in order.
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop = StopRequest()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
     node = RankSamNode()
     executor = SpinningExecutor(num_threads=2, name="ranksam-spin")
     executor.add_node(node)
@@ -431,14 +456,33 @@ def main(args: list[str] | None = None) -> int:
     try:
         executor.start()
         code = run_autostart(node) if autostart else 0
-        while code == 0 and executor.is_spinning():
-            executor.join(timeout=1.0)  # wakes for signals
-    except KeyboardInterrupt:
+        while code == 0 and not stop.requested and executor.is_spinning():
+            time.sleep(0.2)
+    except KeyboardInterrupt:  # a second signal: stop now (e.g. during a slow configure)
         pass
     finally:
         code = max(code, shut_down(node, executor))
         rclpy.try_shutdown()
     return code
+
+
+class StopRequest:
+    """Signal handler: the first SIGINT/SIGTERM asks to stop, a second one interrupts.
+
+    The first only sets a flag the main loop polls. Raising KeyboardInterrupt at an arbitrary
+    point of the main thread instead could land inside ``Thread.join`` and mark the spinning
+    thread as ended while it still waits in rcl (Python 3.11): the context would then be
+    shut down under it and the process abort ("terminate called without an active
+    exception").
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 def run_autostart(node: RankSamNode) -> int:

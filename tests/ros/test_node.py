@@ -359,3 +359,20 @@ def test_an_unexpected_destroy_error_is_logged_and_fails_cleanup(harness_factory
     assert logged(console, "ERROR", "cleanup: 1 entity could not be destroyed")
     assert h.node.release_errors == 1
     assert "~/segment" not in _services(h.node)  # the rest went
+
+
+def test_onnxruntime_export_if_missing(harness_factory, tmp_path, monkeypatch, capfd):
+    """A shipped model without a cached export: a clear failure, or an export on request."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("RANKSAM_CACHE", str(tmp_path / "cache"))
+    h = harness_factory(
+        "backend=onnxruntime", "model=camvid-tiny", "adapter=gated", autostart=False
+    )
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    command = "ranksam export --model camvid-tiny --adapter gated"
+    assert logged(capfd.readouterr().err, "ERROR", command)  # the command that fixes it
+    assert h.node.set_parameters([Parameter("export_if_missing", value=True)])[0].successful
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert logged(capfd.readouterr().err, "INFO", "exported camvid-tiny+gated to")
+    assert h.node.pipeline.backend.info.model_id.endswith("@onnxruntime")
+    assert (tmp_path / "cache" / "exports").is_dir()
