@@ -48,8 +48,8 @@ def case(request):
     return CASES[request.param]
 
 
-def test_identity_at_init(case):
-    model = build_model("micro")
+def test_identity_at_init(micro_model, case):
+    model = micro_model
     x = _images()
     with torch.no_grad():
         reference = model.encode(x)
@@ -58,8 +58,8 @@ def test_identity_at_init(case):
     assert torch.equal(reference, adapted)
 
 
-def test_adapters_change_output_once_trained(case):
-    model = build_model("micro")
+def test_adapters_change_output_once_trained(micro_model, case):
+    model = micro_model
     x = _images()
     with torch.no_grad():
         reference = model.encode(x)
@@ -72,8 +72,8 @@ def test_adapters_change_output_once_trained(case):
     assert torch.equal(reference, disabled)
 
 
-def test_only_adapters_train(case):
-    model = build_model("micro")
+def test_only_adapters_train(micro_model, case):
+    model = micro_model
     inject_adapters(model.sam.image_encoder, case)
     count = mark_only_adapters_trainable(model)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -83,14 +83,14 @@ def test_only_adapters_train(case):
     assert any(n.endswith("attn.qkv.base.weight") or "lin" in n for n in frozen)
 
 
-def test_save_load_round_trip(case, tmp_path):
-    model = build_model("micro")
+def test_save_load_round_trip(micro_model, make_micro_model, case, tmp_path):
+    model = micro_model
     base = copy.deepcopy(model.sam.state_dict())
     inject_adapters(model.sam.image_encoder, case)
     _randomize_adapters(model)
     path = tmp_path / "adapter.safetensors"
     save_adapters(path, model.sam.image_encoder, case)
-    fresh = build_model("micro")
+    fresh = make_micro_model()
     fresh.sam.load_state_dict(base)
     assert load_adapters(path, fresh.sam.image_encoder) == case
     x = _images()
@@ -101,8 +101,8 @@ def test_save_load_round_trip(case, tmp_path):
         load_adapters(path, other.sam.image_encoder)
 
 
-def test_merge_equals_unmerged_where_mergeable(case):
-    model = build_model("micro")
+def test_merge_equals_unmerged_where_mergeable(micro_model, case):
+    model = micro_model
     inject_adapters(model.sam.image_encoder, case)
     _randomize_adapters(model)
     x = _images()
@@ -119,9 +119,9 @@ def test_merge_equals_unmerged_where_mergeable(case):
                 merge_adapters(model)
 
 
-def test_gated_merge_with_fixed_gates_matches():
+def test_gated_merge_with_fixed_gates_matches(micro_model):
     cfg = CASES["gated"]
-    model = build_model("micro")
+    model = micro_model
     inject_adapters(model.sam.image_encoder, cfg)
     _randomize_adapters(model)
     layers = [layer for _, layer in adapter_layers(model)]
@@ -135,9 +135,9 @@ def test_gated_merge_with_fixed_gates_matches():
     assert torch.allclose(fixed, merged, atol=1e-5, rtol=1e-4)
 
 
-def test_closed_gates_equal_base_exactly():
+def test_closed_gates_equal_base_exactly(micro_model):
     cfg = AdapterConfig(kind="gated_rank", rank_low=2, rank_high=6, gate_bias_init=-5.0)
-    model = build_model("micro")
+    model = micro_model
     x = _images()
     with torch.no_grad():
         reference = model.encode(x)
@@ -149,9 +149,9 @@ def test_closed_gates_equal_base_exactly():
     assert ranks and all(torch.equal(r, torch.zeros(2)) for r in ranks.values())
 
 
-def test_gates_are_per_image_and_windows_follow_their_image():
+def test_gates_are_per_image_and_windows_follow_their_image(micro_model):
     cfg = CASES["gated"]
-    model = build_model("micro")
+    model = micro_model
     inject_adapters(model.sam.image_encoder, cfg)
     _randomize_adapters(model)
     with torch.no_grad():
@@ -186,8 +186,8 @@ def test_gated_layer_without_gates_raises():
         layer(torch.randn(2, 4))
 
 
-def test_bad_targets_and_layers_are_clear_errors():
-    model = build_model("micro")
+def test_bad_targets_and_layers_are_clear_errors(micro_model):
+    model = micro_model
     with pytest.raises(ValueError, match="match no linear"):
         inject_adapters(model.sam.image_encoder, AdapterConfig(target_modules=("attn.nothing",)))
     with pytest.raises(ValueError, match="out of range"):

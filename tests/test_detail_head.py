@@ -58,7 +58,9 @@ def test_trained_head_changes_masks_and_needs_detail(detail_model, micro_model):
     image = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         embedding = detail_model.encode(image)
-        ours, _ = detail_model.decode(embedding, boxes=BOXES, detail=detail_model.encode_with_detail(image)[1])
+        ours, _ = detail_model.decode(
+            embedding, boxes=BOXES, detail=detail_model.encode_with_detail(image)[1]
+        )
         coarse, _ = micro_model.decode(embedding, boxes=BOXES)
         with pytest.raises(ValueError, match="detail head"):
             detail_model.decode(embedding, boxes=BOXES)

@@ -25,17 +25,17 @@ from ranksam_ros.deploy.trt_check import check_export, check_graph
 from ranksam_ros.deploy.trt_cli import add_trt_commands
 from ranksam_ros.graph import prompts as graph_prompts
 from ranksam_ros.graph.manifest import read_manifest, write_manifest
-from ranksam_ros.modeling.registry import build_model, save_model
+from ranksam_ros.modeling.registry import save_model
 
 IDENTITY = {"trt_version": "10.3.0", "compute_capability": "8.7"}
 
 
 @pytest.fixture(scope="module")
-def gated_export(tmp_path_factory):
+def gated_export(tmp_path_factory, make_micro_model):
     """A real export of the micro model with gated adapters (fp32 graphs, no int8)."""
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("trt")
-    model = build_model("micro")
+    model = make_micro_model()
     save_model(root / "micro.safetensors", model)
     cfg = AdapterConfig(kind="gated_rank", rank_low=2, rank_high=6)
     inject_adapters(model.sam.image_encoder, cfg)

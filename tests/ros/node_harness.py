@@ -29,16 +29,17 @@ EAGER = [  # a random micro model: accept every prompt so instances exist
 ]
 
 
-def make_model_dir(tmp_path_factory):
+def make_model_dir(tmp_path_factory, make_micro_model):
+    """The session's micro model plus a CamVid prompt predictor, saved as a model directory."""
     import torch
 
     from ranksam_ros.config import CAMVID_CLASSES
     from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor, save_prompt_predictor
-    from ranksam_ros.modeling.registry import build_model, save_model
+    from ranksam_ros.modeling.registry import save_model
 
     root = tmp_path_factory.mktemp("micro-model")
-    torch.manual_seed(1234)  # the same random model whichever test builds it first
-    model = build_model("micro")
+    model = make_micro_model()
+    torch.manual_seed(1234)  # the same prompt predictor whichever test builds it first
     save_model(root / "model.safetensors", model)
     save_prompt_predictor(
         root / "prompt_predictor.safetensors", build_prompt_predictor(model.arch, CAMVID_CLASSES)
