@@ -212,11 +212,14 @@ def test_cache_key_is_stable_and_changes_with_every_ingredient(gated_export, tmp
 
 def test_policy_never_without_engine_is_a_clear_error(gated_export, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # any import attempt would fail
-    with pytest.raises(trt_build.EngineNotFoundError, match="ranksam build-engine --export"):
+    with pytest.raises(trt_build.EngineNotFoundError) as caught:
         trt_build.build_engine(
             gated_export / "encoder.onnx", "fp16", {}, tmp_path, "never", **IDENTITY
         )
-    assert issubclass(trt_build.EngineNotFoundError, FileNotFoundError)
+    # The message is the command that fixes it, for this export, precision and cache.
+    command = f"ranksam build-engine --export {gated_export} --precision fp16 --cache {tmp_path}"
+    assert command in str(caught.value) and "TensorRT 10.3.0, sm 8.7" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # nothing built, nothing written
 
 
 def test_if_missing_builds_once_and_logs_it(gated_export, tmp_path, caplog):

@@ -137,6 +137,18 @@ def test_service_reuses_the_cached_frame(harness_factory):
     assert len(response.result.instances) == len(masks[-1].instances)
 
 
+def test_service_answers_a_malformed_image_with_the_reason(harness_factory):
+    """A BadImageError is a ValueError: the service reports it instead of raising."""
+    h = harness_factory()
+    client = h.peer.create_client(SegmentImage, "/ranksam/segment")
+    assert client.wait_for_service(timeout_sec=10)
+    image = Image(height=4, width=4, encoding="yuv422_weird", step=8, data=bytes(32))
+    future = client.call_async(SegmentImage.Request(image=image))
+    assert wait_for(future.done)
+    response = future.result()
+    assert not response.success and "unsupported encoding 'yuv422_weird'" in response.message
+
+
 def test_invalid_parameter_changes_are_rejected_with_a_reason(harness_factory):
     h = harness_factory()
     results = h.node.set_parameters([Parameter("pipeline.prompts.threshold", value=2.0)])
