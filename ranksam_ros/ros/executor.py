@@ -93,8 +93,8 @@ class SpinningExecutor(Executor):
         """Stop spinning, wait for running callbacks, then shut down.
 
         Returns:
-            True when the spin thread ended within ``timeout_sec`` (the executor is shut down
-            either way; a callback still blocked past that is left to its daemon thread).
+            True when the spin thread ended within ``timeout_sec``. The executor is shut down
+            either way, but without that the running callbacks are not waited for.
         """
         self._stop_requested.set()
         self.wake()

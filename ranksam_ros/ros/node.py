@@ -188,7 +188,7 @@ class RankSamNode(LifecycleNode):
             try:
                 if not destroy(entity):
                     self.get_logger().debug(f"{_entity_name(entity)} was already destroyed")
-            except Exception as exc:  # noqa: BLE001 - logged, counted, reported to the caller
+            except Exception as exc:  # logged, counted and reported to the caller
                 failures += 1
                 self.get_logger().error(
                     f"could not destroy {_entity_name(entity)}: {type(exc).__name__}: {exc}"
