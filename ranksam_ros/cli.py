@@ -60,12 +60,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+EXPORT_PRECISION = EXPORT_PRECISIONS[0]  # fp32: what engines run and the cache holds
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from ranksam_ros.deploy.export import export_model
 
-    path = export_model(args.model, args.out, args.adapter, args.precision, args.opset)
+    if args.out is None:
+        path = _export_to_cache(args)
+    else:
+        path = export_model(args.model, args.out, args.adapter, args.precision, args.opset)
+        print(f"wrote {path}")
     manifest = json.loads(Path(path).read_text())
-    print(f"wrote {path}")
     for name, graph in manifest["graphs"].items():
         print(f"  {name:<16} {graph['file']:<24} sha256 {graph['sha256'][:12]}")
     if "int8" in manifest:
@@ -73,6 +79,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
         verdict = "accepted" if int8["accepted"] else "REJECTED (stays off)"
         print(f"  int8 encoder: mask IoU vs fp32 {int8['mask_iou_vs_fp32']:.4f} -> {verdict}")
     return 0
+
+
+def _export_to_cache(args: argparse.Namespace) -> Path:
+    """``ranksam export`` without ``--out``: the cached export engines look up by model name."""
+    from ranksam_ros.deploy.cache import cache_dir_for, cached_export, is_export_dir
+
+    if (args.precision, args.opset) != (EXPORT_PRECISION, EXPORT_OPSET):
+        raise ValueError(
+            f"the cache holds {EXPORT_PRECISION} opset-{EXPORT_OPSET} exports (what engines "
+            "look up by model name): pass --out DIR for another --precision or --opset"
+        )
+    existed = is_export_dir(cache_dir_for(args.model, args.adapter))
+    directory = cached_export(args.model, args.adapter)
+    print(f"{'already in' if existed else 'wrote'} the cache: {directory}")
+    return directory / "manifest.json"
 
 
 def _cmd_make_bag(args: argparse.Namespace) -> int:
@@ -142,7 +163,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export ONNX graphs and a manifest", allow_abbrev=False)
     p.add_argument("--model", default=BackendConfig.model, help="name or path")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--out",
+        help="output directory (default: the export cache, for a shipped model, where "
+        "onnxruntime/tensorrt backends find it by model name)",
+    )
     p.add_argument("--adapter", default=BackendConfig.adapter, help="adapter name or file, or none")
     p.add_argument("--precision", default=EXPORT_PRECISIONS[0], choices=EXPORT_PRECISIONS)
     p.add_argument("--opset", type=int, default=EXPORT_OPSET)

@@ -318,6 +318,10 @@ class NodeConfig:
     model: str = BackendConfig.model
     adapter: str = "gated"
     backend: str = BackendConfig.backend
+    # onnxruntime / tensorrt with a shipped model name: export it into the cache at configure
+    # when its export is missing (tens of seconds, once). False: configure fails and names the
+    # `ranksam export` command, so a robot never starts a slow export unexpectedly.
+    export_if_missing: bool = False
     threads: int = BackendConfig.threads
     # Test-time augmentation: "flip" averages each frame with its mirror image (twice the
     # model time; box mIoU in docs/results.md).

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +41,22 @@ def dataset_root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def micro_model():
+@pytest.fixture(scope="session")
+def make_micro_model() -> Callable[[], torch.nn.Module]:
+    """Returns a function giving a fresh deep copy of one micro model (random weights, seed 0).
+
+    Built once per session; every call copies it, so a test that injects adapters or changes
+    weights leaves the next test an untouched model.
+    """
     from ranksam_ros.modeling.registry import build_model
 
-    return build_model("micro")
+    with torch.random.fork_rng():  # the same weights whichever test asks first
+        torch.manual_seed(0)
+        template = build_model("micro")
+    return lambda: copy.deepcopy(template)
+
+
+@pytest.fixture
+def micro_model(make_micro_model) -> torch.nn.Module:
+    """A fresh micro model (random weights, seed 0) of this test's own."""
+    return make_micro_model()

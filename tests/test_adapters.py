@@ -298,8 +298,8 @@ def test_gated_layer_without_gates_raises():
         layer(torch.randn(2, 4))
 
 
-def test_bad_targets_and_layers_are_clear_errors():
-    model = build_model("micro")
+def test_bad_targets_and_layers_are_clear_errors(micro_model):
+    model = micro_model
     with pytest.raises(ValueError, match="match no linear"):
         inject_adapters(model.sam.image_encoder, LoraConfig(target_modules=("attn.nothing",)))
     with pytest.raises(ValueError, match="out of range"):

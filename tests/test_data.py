@@ -80,8 +80,18 @@ def test_prompts_stay_inside():
     assert seg.mask[int(y), int(x)]
     box = box_prompt(seg, 0.0, rng)
     assert tuple(box) == (10, 5, 29, 19)
-    jittered = box_prompt(seg, 0.1, rng)
-    assert np.all(jittered >= 0) and np.all(jittered <= 39)
+    jittered = box_prompt(seg, 0.1, np.random.default_rng(1))
+    assert np.all(jittered != box) and np.all(np.abs(jittered - box) <= 20)  # moved, capped
+    assert np.array_equal(jittered, box_prompt(seg, 0.1, np.random.default_rng(1)))  # seeded
+
+
+def test_jittered_boxes_stay_ordered_and_inside_the_frame():
+    label = np.full((40, 40), 11, np.uint8)
+    label[25:40, 30:40] = 2  # touches the right and bottom borders
+    (corner,) = find_segments(label, 11, 1, 11)
+    box = box_prompt(corner, 0.5, np.random.default_rng(0))
+    assert (box[2], box[3]) == (39, 39)  # pushed past both borders, clipped back onto them
+    assert box[0] < box[2] and box[1] < box[3] and box[0] != 30 and box[1] != 25
 
 
 @pytest.mark.parametrize("kind", ["noise", "blur", "lowlight", "fog", "motion"])

@@ -131,21 +131,38 @@ def test_wrong_inputs_fail_before_inference(exported):
         backend.decode(encoded, np.zeros((2, 2)), np.zeros((2,)), True)
 
 
-def test_int8_export_records_its_parity_check(tmp_path, micro_model):
+def _int8_export(tmp_path, root, name: str, monkeypatch, min_mask_iou: float) -> dict:
+    from ranksam_ros.deploy import quantize
+
+    monkeypatch.setattr(quantize, "MIN_MASK_IOU", min_mask_iou)
+    export_model(str(root), tmp_path / name, adapter="gated", precision="int8")
+    return json.loads((tmp_path / name / "manifest.json").read_text())
+
+
+def test_int8_encoder_ships_only_when_its_parity_gate_accepts(tmp_path, micro_model, monkeypatch):
     root = _model_dir(tmp_path, micro_model)
-    out = tmp_path / "export-int8"
-    export_model(str(root), out, adapter="gated", precision="int8")
-    manifest = json.loads((out / "manifest.json").read_text())
-    record = manifest["int8"]
-    assert 0.0 <= record["mask_iou_vs_fp32"] <= 1.0 and record["accepted"] == (
-        record["mask_iou_vs_fp32"] >= 0.95
+    lenient = _int8_export(tmp_path, root, "lenient", monkeypatch, min_mask_iou=0.0)
+    strict = _int8_export(tmp_path, root, "strict", monkeypatch, min_mask_iou=1.01)
+    for manifest, threshold in ((lenient, 0.0), (strict, 1.01)):
+        record = manifest["int8"]
+        assert record["min_mask_iou"] == threshold
+        assert record["accepted"] == (record["mask_iou_vs_fp32"] >= threshold)
+        assert ("encoder_int8" in manifest["graphs"]) == record["accepted"]
+    assert lenient["int8"]["accepted"] and not strict["int8"]["accepted"]
+    # One model, one quantisation: the gate's verdict is all that differs.
+    iou = lenient["int8"]["mask_iou_vs_fp32"]
+    assert strict["int8"]["mask_iou_vs_fp32"] == pytest.approx(iou) and 0.5 < iou <= 1.0
+    image = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    quantised = OnnxBackend(tmp_path / "lenient", int8=True).encode(image).embedding
+    reference = OnnxBackend(tmp_path / "lenient").encode(image).embedding
+    cosine = np.sum(quantised * reference) / np.linalg.norm(quantised) / np.linalg.norm(reference)
+    assert (
+        quantised.shape == (1, 32, 8, 8)
+        and cosine > 0.9
+        and not np.array_equal(quantised, reference)
     )
-    if record["accepted"]:
-        backend = OnnxBackend(out, int8=True)
-        assert backend.encode(np.zeros((1, 3, 64, 64), np.float32)).embedding.shape == (1, 32, 8, 8)
-    else:
-        with pytest.raises(ValueError, match="no accepted int8"):
-            OnnxBackend(out, int8=True)
+    with pytest.raises(ValueError, match="no accepted int8"):
+        OnnxBackend(tmp_path / "strict", int8=True)
 
 
 def test_export_fingerprint_follows_the_weights(tmp_path):
@@ -209,3 +226,19 @@ def test_pipeline_names_masks_with_the_semantic_head(conv_export):
     result = pipeline(image)
     dense = np.argmax(frame.encoded.semantic[0], axis=0)
     assert set(np.unique(result.semantic)) <= set(np.unique(dense)) | {255}
+
+
+def test_export_without_out_fills_the_cache_engines_look_in(tmp_path, monkeypatch, capsys):
+    from ranksam_ros.cli import main
+    from ranksam_ros.deploy.cache import cache_dir_for, is_export_dir, resolve_export
+
+    monkeypatch.setenv("RANKSAM_CACHE", str(tmp_path / "cache"))
+    command = ["export", "--model", "camvid-tiny", "--adapter", "gated"]
+    target = cache_dir_for("camvid-tiny", "gated")
+    assert main(command) == 0
+    assert f"wrote the cache: {target}" in capsys.readouterr().out and is_export_dir(target)
+    assert resolve_export("camvid-tiny", "gated") == target  # what OnnxBackend.from_model runs
+    assert main(command) == 0
+    assert f"already in the cache: {target}" in capsys.readouterr().out
+    assert main([*command, "--precision", "int8"]) == 2  # the cache holds fp32 only
+    assert "pass --out DIR" in capsys.readouterr().err

@@ -26,17 +26,17 @@ from ranksam_ros.deploy.trt_check import check_export, check_graph
 from ranksam_ros.deploy.trt_cli import add_trt_commands
 from ranksam_ros.graph import prompts as graph_prompts
 from ranksam_ros.graph.manifest import read_manifest, write_manifest
-from ranksam_ros.modeling.registry import build_model, save_model
+from ranksam_ros.modeling.registry import save_model
 
 IDENTITY = {"trt_version": "10.3.0", "compute_capability": "8.7"}
 
 
 @pytest.fixture(scope="module")
-def gated_export(tmp_path_factory):
+def gated_export(tmp_path_factory, make_micro_model):
     """A real export of the micro model with gated adapters (fp32 graphs, no int8)."""
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("trt")
-    model = build_model("micro")
+    model = make_micro_model()
     save_model(root / "micro.safetensors", model)
     cfg = GatedRankConfig(rank_low=2, rank_high=6)
     inject_adapters(model.sam.image_encoder, cfg)
@@ -213,11 +213,14 @@ def test_cache_key_is_stable_and_changes_with_every_ingredient(gated_export, tmp
 
 def test_policy_never_without_engine_is_a_clear_error(gated_export, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # any import attempt would fail
-    with pytest.raises(trt_build.EngineNotFoundError, match="ranksam build-engine --export"):
+    with pytest.raises(trt_build.EngineNotFoundError) as caught:
         trt_build.build_engine(
             gated_export / "encoder.onnx", "fp16", {}, tmp_path, "never", **IDENTITY
         )
-    assert issubclass(trt_build.EngineNotFoundError, FileNotFoundError)
+    # The message is the command that fixes it, for this export, precision and cache.
+    command = f"ranksam build-engine --export {gated_export} --precision fp16 --cache {tmp_path}"
+    assert command in str(caught.value) and "TensorRT 10.3.0, sm 8.7" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # nothing built, nothing written
 
 
 def test_if_missing_builds_once_and_logs_it(gated_export, tmp_path, caplog):

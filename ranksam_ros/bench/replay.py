@@ -19,12 +19,12 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
 from ranksam_ros.bench.bags import COMPRESSED, BagFrames
 from ranksam_ros.bench.cdr import CdrError, StampSequence, stamp_key, with_stamp
+from ranksam_ros.ros.executor import SpinningExecutor
 from ranksam_ros.ros.qos import make_qos
 
 MODEL_STAGES = ("preprocess_ms", "encoder_ms", "prompt_ms", "decoder_ms", "postprocess_ms")
@@ -161,10 +161,9 @@ class BenchNode:
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.monitor_group = MutuallyExclusiveCallbackGroup()
         self.monitor_sub = None
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = SpinningExecutor(2, context=self.context, name="bench-spin")
         self.executor.add_node(self.node)
-        self.spinner = threading.Thread(target=self.executor.spin, name="bench-spin", daemon=True)
-        self.spinner.start()
+        self.executor.start()
 
     # Start-up ----------------------------------------------------------------------------------
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -336,8 +335,11 @@ class BenchNode:
             time.sleep(0.05)
 
     def close(self) -> None:
-        """Stop spinning and release the private context (executor first, then the node)."""
-        self.executor.shutdown()
-        self.spinner.join(timeout=10)
+        """Stop spinning and release the private context.
+
+        The executor stops first and waits for its running callbacks, so none of them meets a
+        destroyed node or guard condition; then the node, then the context.
+        """
+        self.executor.stop()
         self.node.destroy_node()
         self.context.try_shutdown()

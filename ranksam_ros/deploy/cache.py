@@ -65,6 +65,11 @@ def export_command(model: str, adapter: str | None) -> str:
     return f"ranksam export --model {model} --adapter {adapter or 'none'}"
 
 
+def is_export_dir(path: str | Path) -> bool:
+    """True when ``path`` holds an export (its ``manifest.json``)."""
+    return (Path(path) / MANIFEST).is_file()
+
+
 def resolve_export(model: str, adapter: str | None) -> Path:
     """The export directory to run: ``model`` itself, or the cached export of a shipped model.
 
@@ -73,10 +78,10 @@ def resolve_export(model: str, adapter: str | None) -> Path:
             export command; nothing is exported here).
         ValueError: ``model`` is neither an export directory nor a shipped model.
     """
-    if (Path(model) / MANIFEST).is_file():
+    if is_export_dir(model):
         return Path(model)
     target = cache_dir_for(model, adapter)
-    if not (target / MANIFEST).is_file():
+    if not is_export_dir(target):
         raise FileNotFoundError(
             f"no ONNX export of {model}+{adapter or 'none'} for this version: run "
             f"`{export_command(model, adapter)}` (writes {target}), pass an export directory "
@@ -88,7 +93,7 @@ def resolve_export(model: str, adapter: str | None) -> Path:
 def cached_export(model: str, adapter: str | None) -> Path:
     """Export shipped ``model`` + ``adapter`` into the cache unless it is there; its directory."""
     target = cache_dir_for(model, adapter)
-    if (target / MANIFEST).is_file():
+    if is_export_dir(target):
         read_manifest(target)
         return target
     from ranksam_ros.deploy.export import export_model

@@ -118,17 +118,22 @@ class CameraIO:
             msg_type, self.input_topic, self._on_frame, qos
         )
 
-    def unsubscribe(self) -> None:
+    def unsubscribe(self) -> int:
+        """Stop taking frames; returns 1 if destroying the subscription failed (logged)."""
+        failures = 0
         if self.subscription is not None:
-            self.node.destroy_subscription(self.subscription)
+            failures = self.node.destroy_entities([self.subscription])
             self.subscription = None
         self.slot.clear()
+        return failures
 
-    def destroy(self) -> None:
-        self.unsubscribe()
-        for pub in (self.masks_pub, self.label_pub, self.semantic_pub, self.overlay_pub):
-            if pub is not None:
-                self.node.destroy_publisher(pub)
+    def destroy(self) -> int:
+        """Unsubscribe and destroy the publishers; returns how many failed (each logged)."""
+        publishers = (self.masks_pub, self.label_pub, self.semantic_pub, self.overlay_pub)
+        failures = self.unsubscribe()
+        failures += self.node.destroy_entities([p for p in publishers if p is not None])
+        self.masks_pub = self.label_pub = self.semantic_pub = self.overlay_pub = None
+        return failures
 
     def _on_frame(self, msg) -> None:
         # Executor thread: keep it cheap. Raw frames are validated (and viewed as RGB, no

@@ -1,25 +1,32 @@
 """``ranksam_node``: a lifecycle node turning camera frames into per-instance masks.
 
-configure: read parameters, load the backend (failure -> clear error, FAILURE); activate:
-subscribe; deactivate: unsubscribe; cleanup: release everything. Subscriptions only drop the
-newest frame into a slot; one worker thread runs the model on the newest frame of each camera
-(several cameras share one loaded model) and publishes, so queues never build up.
+configure: check parameter names, read parameters, load the backend (failure -> clear error,
+FAILURE); activate: subscribe; deactivate: unsubscribe; cleanup: release everything.
+Subscriptions only drop the newest frame into a slot; one worker thread runs the model on the
+newest frame of each camera (several cameras share one loaded model) and publishes, so queues
+never build up.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 
 import numpy as np
 import rclpy
 from ranksam_msgs.msg import ClassList, PromptArray, SegmentationMasks
 from ranksam_msgs.srv import SegmentImage
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.service import Service
+from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
 
 from ranksam_ros.config import NodeConfig
 from ranksam_ros.pipeline.overlay import draw_overlay
@@ -27,7 +34,14 @@ from ranksam_ros.pipeline.pipeline import Pipeline, PromptSet
 from ranksam_ros.ros import conversions
 from ranksam_ros.ros.camera import CameraIO
 from ranksam_ros.ros.diagnostics import diagnostics_message
-from ranksam_ros.ros.params import check_update, declare_parameters, read_config
+from ranksam_ros.ros.executor import SpinningExecutor
+from ranksam_ros.ros.params import (
+    check_update,
+    declare_parameters,
+    read_config,
+    unknown_overrides,
+    unknown_parameters_message,
+)
 
 PROMPT_SOURCE = {
     "auto": SegmentationMasks.PROMPT_AUTO,
@@ -42,21 +56,30 @@ class RankSamNode(LifecycleNode):
     def __init__(self, name: str = "ranksam", **kwargs) -> None:
         super().__init__(name, **kwargs)
         declare_parameters(self)
+        self.unknown_parameters = unknown_overrides(self)
+        if self.unknown_parameters:  # said at start-up too: configure may be far away
+            self.get_logger().error(unknown_parameters_message(self.unknown_parameters))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.cfg: NodeConfig | None = None
         self.pipeline: Pipeline | None = None
         self.cameras: list[CameraIO] = []
+        # Held while a frame is encoded and segmented, and while the config is swapped.
         self.model_lock = threading.Lock()
         self.wake = threading.Event()
         self.running = False
         self.worker: threading.Thread | None = None
         self.external: PromptArray | None = None
         self.active = False
+        self.diag_pub = None
         self._entities: list = []
+        # Held while entities are destroyed, so a callback never uses one half torn down.
+        self._entities_lock = threading.Lock()
+        self.release_errors = 0  # entities whose destruction failed unexpectedly (logged)
 
     # Lifecycle -------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
+            self._check_parameter_names()
             self.cfg = read_config(self)
             self.pipeline = self._load_pipeline(self.cfg)
         except Exception as exc:  # any load failure must end in a clean FAILURE, not a crash
@@ -92,7 +115,15 @@ class RankSamNode(LifecycleNode):
         )
         return TransitionCallbackReturn.SUCCESS
 
+    def _check_parameter_names(self) -> None:
+        """A misspelt parameter must not silently run with the default it meant to change."""
+        if self.unknown_parameters:
+            raise ValueError(unknown_parameters_message(self.unknown_parameters))
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.pipeline is None:
+            self.get_logger().error("activate failed: no model loaded (configure first)")
+            return TransitionCallbackReturn.FAILURE
         for camera in self.cameras:
             camera.subscribe()
         self.running, self.active = True, True
@@ -102,40 +133,79 @@ class RankSamNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_worker()
-        for camera in self.cameras:
-            camera.unsubscribe()
+        failures = sum(camera.unsubscribe() for camera in self.cameras)
         self.active = False
-        return TransitionCallbackReturn.SUCCESS
+        return self._outcome("deactivate", failures)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
+        return self._outcome("cleanup", self._release())
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
+        return self._outcome("shutdown", self._release())
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
+        return self._outcome("error processing", self._release())
 
-    def _release(self) -> None:
+    def _outcome(self, transition: str, failures: int) -> TransitionCallbackReturn:
+        """SUCCESS, or ERROR when entities failed to go (rclpy would not log why: we do)."""
+        if not failures:
+            return TransitionCallbackReturn.SUCCESS
+        self.get_logger().error(
+            f"{transition}: {failures} entit{'y' if failures == 1 else 'ies'} could not be "
+            "destroyed (see the errors above)"
+        )
+        return TransitionCallbackReturn.ERROR
+
+    def _release(self) -> int:
+        """Stop the worker and destroy every entity made at configure.
+
+        Returns:
+            How many entities failed to be destroyed (each is logged and counted).
+        """
         self._stop_worker()
-        for camera in self.cameras:
-            camera.destroy()
-        for entity in self._entities:
-            for destroy in (
-                self.destroy_publisher,
-                self.destroy_subscription,
-                self.destroy_service,
-                self.destroy_timer,
-            ):
-                try:
-                    destroy(entity)
-                    break
-                except (TypeError, AttributeError, ValueError):
-                    continue
-        self.cameras, self._entities, self.pipeline, self.active = [], [], None, False
+        with self.model_lock:  # a service call may be segmenting right now
+            self.pipeline = None
+        with self._entities_lock:  # the diagnostics timer may be publishing right now
+            failures = sum(camera.destroy() for camera in self.cameras)
+            failures += self.destroy_entities(self._entities)
+            self.cameras, self._entities, self.diag_pub, self.active = [], [], None, False
+        return failures
+
+    def destroy_entities(self, entities: list) -> int:
+        """Destroy publishers, subscriptions, services and timers of this node.
+
+        rclpy's ``destroy_*`` return False for an entity that is already gone (destroyed
+        earlier or not this node's): harmless when tearing down, so only noted at debug level.
+        An exception is not expected: it is logged with the entity's name and counted, and the
+        remaining entities are destroyed all the same.
+
+        Returns:
+            How many raised.
+        """
+        failures = 0
+        for entity in entities:
+            destroy = self._destroyer(entity)
+            try:
+                if not destroy(entity):
+                    self.get_logger().debug(f"{_entity_name(entity)} was already destroyed")
+            except Exception as exc:  # logged, counted and reported to the caller
+                failures += 1
+                self.get_logger().error(
+                    f"could not destroy {_entity_name(entity)}: {type(exc).__name__}: {exc}"
+                )
+        self.release_errors += failures
+        return failures
+
+    def _destroyer(self, entity) -> Callable[[object], bool]:
+        for kind, destroy in (
+            (Publisher, self.destroy_publisher),
+            (Subscription, self.destroy_subscription),
+            (Service, self.destroy_service),
+            (Timer, self.destroy_timer),
+        ):
+            if isinstance(entity, kind):
+                return destroy
+        raise TypeError(f"the node does not make {type(entity).__name__} entities")
 
     def _stop_worker(self) -> None:
         self.running = False
@@ -148,6 +218,7 @@ class RankSamNode(LifecycleNode):
     def _load_pipeline(self, cfg: NodeConfig) -> Pipeline:
         from ranksam_ros.backends import create_backend
 
+        self._export_if_missing(cfg)
         started = time.perf_counter()
         backend = create_backend(cfg.backend_config())
         self.model_id = backend.info.model_id
@@ -161,11 +232,36 @@ class RankSamNode(LifecycleNode):
             )
         return Pipeline(backend, cfg.pipeline)
 
+    def _export_if_missing(self, cfg: NodeConfig) -> None:
+        """Write the cached export an ONNX/TensorRT engine needs, if ``export_if_missing``.
+
+        Engines never export on their own: without this opt-in a missing export fails
+        configure with the ``ranksam export`` command to run. With it, that export runs here
+        (tens of seconds, once; the cache keeps it for the next start).
+        """
+        from ranksam_ros.deploy.cache import cache_dir_for, cached_export, is_export_dir
+
+        if cfg.backend == "torch" or not cfg.export_if_missing or is_export_dir(cfg.model):
+            return
+        if is_export_dir(cache_dir_for(cfg.model, cfg.adapter)):
+            return
+        self.get_logger().info(f"no cached export of {cfg.model}+{cfg.adapter}: exporting it")
+        started = time.perf_counter()
+        target = cached_export(cfg.model, cfg.adapter)
+        self.get_logger().info(
+            f"exported {cfg.model}+{cfg.adapter} to {target} in "
+            f"{time.perf_counter() - started:.1f} s (export_if_missing)"
+        )
+
     def _on_set_parameters(self, parameters: list):
         result, new_cfg = check_update(self, parameters, self.active)
-        if result.successful and new_cfg is not None and self.pipeline is not None:
-            self.cfg = new_cfg
-            self.pipeline.cfg = new_cfg.pipeline
+        if result.successful and new_cfg is not None:
+            # Swapped together under the model lock: a frame being segmented finishes with
+            # the settings it started with, the next one starts with all of the new ones.
+            with self.model_lock:
+                if self.pipeline is not None:  # unconfigured: configure reads them
+                    self.cfg = new_cfg
+                    self.pipeline.cfg = new_cfg.pipeline
         return result
 
     # Processing ------------------------------------------------------------------------------
@@ -204,30 +300,34 @@ class RankSamNode(LifecycleNode):
             )
 
     def _too_old(self, msg) -> bool:
-        limit = self.cfg.input.max_age_ms
-        if self.cfg.benchmark_mode or limit <= 0:
+        cfg = self.cfg
+        limit = cfg.input.max_age_ms
+        if cfg.benchmark_mode or limit <= 0:
             return False
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         now = self.get_clock().now().nanoseconds * 1e-9
         return (now - stamp) * 1000.0 > limit
 
-    def _prompt_set(self) -> tuple[PromptSet | None, bool]:
-        mode = self.cfg.prompts_mode
-        if mode == "auto" or self.external is None:
+    def _prompt_set(self, mode: str, external: PromptArray | None) -> tuple[PromptSet | None, bool]:
+        if mode == "auto" or external is None:
             return None, mode != "external"
-        points, boxes, classes = conversions.prompts_from_msg(self.external)
+        points, boxes, classes = conversions.prompts_from_msg(external)
         return PromptSet(points, boxes, classes), mode == "hybrid"
 
     def _segment_and_publish(
         self, camera: CameraIO, msg, rgb: np.ndarray, start: float, conversion_ms: float
     ) -> None:
-        prompts, auto = self._prompt_set()
+        external = self.external
         with self.model_lock:
-            frame = self.pipeline.encode(rgb, need_maps=self.pipeline.needs_prompt_maps(auto))
+            cfg, pipeline = self.cfg, self.pipeline  # one consistent config for this frame
+            if pipeline is None:
+                raise RuntimeError("the model was released")
+            prompts, auto = self._prompt_set(cfg.prompts_mode, external)
+            frame = pipeline.encode(rgb, need_maps=pipeline.needs_prompt_maps(auto))
             if prompts is None and not auto:
-                result = self.pipeline.segment(frame, PromptSet())  # external mode, no prompts yet
+                result = pipeline.segment(frame, PromptSet())  # external mode, no prompts yet
             else:
-                result = self.pipeline.segment(frame, prompts, auto=auto)
+                result = pipeline.segment(frame, prompts, auto=auto)
         camera.cache = (frame, msg.header)
         built = time.perf_counter()
         counters = camera.counters
@@ -236,10 +336,10 @@ class RankSamNode(LifecycleNode):
             result,
             msg.header,
             self.model_id,
-            PROMPT_SOURCE[self.cfg.prompts_mode],
+            PROMPT_SOURCE[cfg.prompts_mode],
             timing,
             counters.dropped_since_output,
-            self.external if prompts is not None else None,
+            external if prompts is not None else None,
         )
         if camera.label_pub is not None:
             camera.label_pub.publish(conversions.label_image(result.instance_ids, msg.header))
@@ -256,7 +356,7 @@ class RankSamNode(LifecycleNode):
         )
         if result.active_rank is not None:
             counters.active_ranks.append(result.active_rank)
-        if camera.overlay_due(self.cfg.output.overlay_max_rate_hz):
+        if camera.overlay_due(cfg.output.overlay_max_rate_hz):
             camera.overlay_pub.publish(
                 conversions.rgb_to_image(draw_overlay(rgb, result), msg.header)
             )
@@ -279,21 +379,22 @@ class RankSamNode(LifecycleNode):
         return response
 
     def _segment_request(self, request: SegmentImage.Request) -> SegmentationMasks:
-        if self.pipeline is None:
-            raise RuntimeError("node is not configured")
         prompts = None
         if request.prompts.prompts:
             prompts = PromptSet(*conversions.prompts_from_msg(request.prompts))
         start = time.perf_counter()
         with self.model_lock:
+            pipeline = self.pipeline
+            if pipeline is None:
+                raise RuntimeError("node is not configured")
             if request.image.width and request.image.height:
                 frame, header = (
-                    self.pipeline.encode(conversions.image_to_rgb(request.image)),
+                    pipeline.encode(conversions.image_to_rgb(request.image)),
                     request.image.header,
                 )
             else:
                 frame, header = self._cached(request.camera)
-            result = self.pipeline.segment(frame, prompts)
+            result = pipeline.segment(frame, prompts)
         timing = {"total": (time.perf_counter() - start) * 1000.0}
         return conversions.segmentation_to_msg(
             result,
@@ -314,33 +415,111 @@ class RankSamNode(LifecycleNode):
         raise LookupError(f"unknown camera {name!r}; cameras: {[c.name for c in self.cameras]}")
 
     def _publish_diagnostics(self) -> None:
-        self.diag_pub.publish(diagnostics_message(self, self.cameras, self.model_id, self.active))
+        with self._entities_lock:
+            if self.diag_pub is not None:  # None once released
+                self.diag_pub.publish(
+                    diagnostics_message(self, self.cameras, self.model_id, self.active)
+                )
+
+
+def _entity_name(entity) -> str:
+    """``publisher /diagnostics``, ``service /ranksam/segment``, ``timer``: for logs."""
+    kind = type(entity).__name__.lower()
+    name = getattr(entity, "topic_name", None) or getattr(entity, "srv_name", None)
+    return f"{kind} {name}" if name else kind
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script ``ranksam_node`` (``--no-autostart`` leaves it unconfigured)."""
+    """Console script ``ranksam_node`` (``--no-autostart`` leaves it unconfigured).
+
+    Ctrl-C or SIGTERM stops it: the lifecycle shutdown releases everything, the executor
+    waits for running callbacks, then the node and rclpy go. A second signal interrupts a
+    configure still loading the model.
+
+    Returns:
+        0 after a clean stop; 1 when autostart's configure or activate failed, or when the
+        shutdown could not release everything (the reason is logged either way).
+    """
     argv = list(sys.argv if args is None else args)
     autostart = "--no-autostart" not in argv
     argv = [a for a in argv if a not in ("--autostart", "--no-autostart")]
-    rclpy.init(args=argv)
+    # rclpy's own SIGINT/SIGTERM handlers shut the context down at once, under callbacks that
+    # are still publishing; ours only ask the main loop to stop, which then stops in order.
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = StopRequest()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
     node = RankSamNode()
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SpinningExecutor(num_threads=2, name="ranksam-spin")
     executor.add_node(node)
     code = 0
     try:
-        if autostart:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal("autostart: configure failed (see the error above)")
-                return 1
-            node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        executor.start()
+        code = run_autostart(node) if autostart else 0
+        while code == 0 and not stop.requested and executor.is_spinning():
+            time.sleep(0.2)
+    except KeyboardInterrupt:  # a second signal: stop now (e.g. during a slow configure)
         pass
     finally:
-        node._stop_worker()
-        executor.shutdown()
-        node.destroy_node()
+        code = max(code, shut_down(node, executor))
         rclpy.try_shutdown()
+    return code
+
+
+class StopRequest:
+    """Signal handler: the first SIGINT/SIGTERM asks to stop, a second one interrupts.
+
+    The first only sets a flag the main loop polls. Raising KeyboardInterrupt at an arbitrary
+    point of the main thread instead could land inside ``Thread.join`` and mark the spinning
+    thread as ended while it still waits in rcl (Python 3.11): the context would then be
+    shut down under it and the process abort ("terminate called without an active
+    exception").
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def run_autostart(node: RankSamNode) -> int:
+    """Configure, then activate ``node``.
+
+    Returns:
+        0 when both succeeded, else 1 (the failed transition is logged).
+    """
+    for name, trigger in (
+        ("configure", node.trigger_configure),
+        ("activate", node.trigger_activate),
+    ):
+        result = trigger()
+        if result != TransitionCallbackReturn.SUCCESS:
+            node.get_logger().fatal(
+                f"autostart: {name} returned {result.name} (see the error above); exiting"
+            )
+            return 1
+    return 0
+
+
+def shut_down(node: RankSamNode, executor: SpinningExecutor) -> int:
+    """Lifecycle shutdown, then stop the executor (spinning ``node``) and destroy the node.
+
+    Returns:
+        0, or 1 when the node could not release everything (logged by the node).
+    """
+    code = 0
+    try:
+        if node.trigger_shutdown() != TransitionCallbackReturn.SUCCESS:
+            code = 1
+    except RuntimeError as exc:  # rclpy's RCLError: interrupted in the middle of a transition
+        node.get_logger().warn(f"no shutdown transition ({exc}): releasing directly")
+        code = 1 if node._release() else 0
+    finally:
+        executor.stop()
+        node.destroy_node()
     return code
 
 

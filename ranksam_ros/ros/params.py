@@ -9,6 +9,7 @@ only take effect on the next configure; changing them while active is rejected w
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from typing import Any
 
@@ -23,6 +24,7 @@ from ranksam_ros.config_loader import from_dict, set_dotted, to_dict
 STATIC_PREFIXES = (
     "model",
     "adapter",
+    "export_if_missing",
     "backend",
     "threads",
     "tta",
@@ -101,6 +103,37 @@ def declare_parameters(node, defaults: NodeConfig | None = None) -> None:
         node.declare_parameter(name, value, descriptor)
 
 
+def declared_names() -> list[str]:
+    """The dotted name of every parameter :func:`declare_parameters` declares."""
+    return list(flatten(to_dict(NodeConfig())))
+
+
+def unknown_overrides(node) -> list[str]:
+    """Parameters given to ``node`` (params file, ``-p``, overrides) that it never declared.
+
+    rclpy silently ignores such overrides, so a typo (``modle:=x``) would run with defaults.
+    Call after every parameter is declared.
+    """
+    # rclpy keeps the overrides a node starts with in Node._parameter_overrides (name ->
+    # Parameter) and offers no public accessor for them. An rclpy without that attribute
+    # cannot be checked: report nothing rather than fail.
+    overrides = getattr(node, "_parameter_overrides", None) or {}
+    return sorted(name for name in overrides if not node.has_parameter(name))
+
+
+def unknown_parameters_message(unknown: list[str]) -> str:
+    """``unknown parameter 'modle' (closest declared: 'model'), ...`` for an error log."""
+    declared = declared_names()
+    named = []
+    for name in unknown:
+        closest = difflib.get_close_matches(name, declared, n=1, cutoff=0.0)
+        named.append(f"{name!r} (closest declared: {closest[0]!r})" if closest else repr(name))
+    return (
+        f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(named)}: "
+        "not a NodeConfig field, it would be ignored (see config/ranksam.yaml)"
+    )
+
+
 def is_static(name: str) -> bool:
     return any(name == p or name.startswith(f"{p}.") for p in STATIC_PREFIXES)
 
@@ -118,7 +151,7 @@ def config_from_values(values: dict[str, Any]) -> NodeConfig:
 def current_values(node) -> dict[str, Any]:
     """Dotted name -> value of every config parameter (None for unset empty arrays)."""
     values = {}
-    for name in flatten(to_dict(NodeConfig())):
+    for name in declared_names():
         try:
             values[name] = node.get_parameter(name).value
         except ParameterUninitializedException:

@@ -28,15 +28,15 @@ def eager_params() -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="session")
-def micro_model_dir(tmp_path_factory) -> Path:
+def micro_model_dir(tmp_path_factory, make_micro_model) -> Path:
     """A random micro model with a prompt predictor, saved as a model directory."""
     from ranksam_ros.config import CAMVID_CLASSES
     from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor, save_prompt_predictor
-    from ranksam_ros.modeling.registry import build_model, save_model
+    from ranksam_ros.modeling.registry import save_model
 
     root = tmp_path_factory.mktemp("bench-models") / "micro-model"
     root.mkdir()
-    model = build_model("micro")
+    model = make_micro_model()
     save_model(root / "model.safetensors", model)
     save_prompt_predictor(
         root / "prompt_predictor.safetensors", build_prompt_predictor(model.arch, CAMVID_CLASSES)

@@ -137,7 +137,8 @@ def test_attach_to_a_running_node_with_bag_timing(labelled_bag, micro_model_dir,
     assert report["SENT_RATE_HZ"] <= 5.0 * 1.1
     if report["LATE_SENDS"] == 0:
         assert report["SENT_RATE_HZ"] == pytest.approx(5.0, rel=0.1)
-    assert report["NODE_CPU_MEAN_PERCENT"] >= 0 and "cold_start_s" not in report["custom"]
+    # Sampled from the node's own process while it decoded frames: it used some CPU.
+    assert report["NODE_CPU_MEAN_PERCENT"] > 0 and "cold_start_s" not in report["custom"]
     meta = report["metadata"]
     assert meta["node_params"]["model"] == str(micro_model_dir) and meta["backend"] == "torch"
     assert meta["input_reliability"] == "reliable"

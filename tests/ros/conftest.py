@@ -78,12 +78,12 @@ def ros_context():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def model_dir(tmp_path_factory, make_micro_model):
     """A micro model directory (random weights + prompt predictor) for node tests."""
     pytest.importorskip("rclpy")
     from node_harness import make_model_dir
 
-    return make_model_dir(tmp_path_factory)
+    return make_model_dir(tmp_path_factory, make_micro_model)
 
 
 @pytest.fixture

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -16,7 +14,8 @@ from std_msgs.msg import Header
 
 from ranksam_ros.data.folder import read_rgb
 from ranksam_ros.ros.conversions import rgb_to_image
-from ranksam_ros.ros.node import RankSamNode
+from ranksam_ros.ros.executor import SpinningExecutor
+from ranksam_ros.ros.node import RankSamNode, shut_down
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES = sorted((ROOT / "ranksam_ros/assets/camvid_val/images").iterdir())
@@ -30,16 +29,17 @@ EAGER = [  # a random micro model: accept every prompt so instances exist
 ]
 
 
-def make_model_dir(tmp_path_factory):
+def make_model_dir(tmp_path_factory, make_micro_model):
+    """The session's micro model plus a CamVid prompt predictor, saved as a model directory."""
     import torch
 
     from ranksam_ros.config import CAMVID_CLASSES
     from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor, save_prompt_predictor
-    from ranksam_ros.modeling.registry import build_model, save_model
+    from ranksam_ros.modeling.registry import save_model
 
     root = tmp_path_factory.mktemp("micro-model")
-    torch.manual_seed(1234)  # the same random model whichever test builds it first
-    model = build_model("micro")
+    model = make_micro_model()
+    torch.manual_seed(1234)  # the same prompt predictor whichever test builds it first
     save_model(root / "model.safetensors", model)
     save_prompt_predictor(
         root / "prompt_predictor.safetensors", build_prompt_predictor(model.arch, CAMVID_CLASSES)
@@ -62,22 +62,34 @@ def _param(text) -> Parameter:
 
 
 class Harness:
-    """The node and a peer node spinning in a background executor of a private context."""
+    """The node and a peer node spinning in a background executor of a private context.
+
+    Args:
+        context: The rclpy context.
+        model_dir: The model the node loads.
+        overrides: ``name=value`` (or ``[name, value]``) parameter overrides.
+        autostart: Configure and activate (both must succeed).
+        node_class: ``RankSamNode`` or a subclass.
+    """
 
     def __init__(
-        self, context, model_dir: Path, overrides: list[str], autostart: bool = True
+        self,
+        context,
+        model_dir: Path,
+        overrides: list[str],
+        autostart: bool = True,
+        node_class: type[RankSamNode] = RankSamNode,
     ) -> None:
         params = [
             _param(t)
             for t in [f"model={model_dir}", "adapter=none", "threads=1", *EAGER, *overrides]
         ]
-        self.node = RankSamNode(context=context, parameter_overrides=params)
+        self.node = node_class(context=context, parameter_overrides=params)
         self.peer = Node("peer", context=context)
-        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
+        self.executor = SpinningExecutor(3, context=context, name="harness-spin")
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.executor.start()
         if autostart:
             assert self.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
             assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -88,24 +100,34 @@ class Harness:
         self.peer.create_subscription(msg_type, topic, box.append, qos)
         return box
 
-    def close(self) -> None:
-        self.node._stop_worker()
-        self.executor.shutdown()
-        self.thread.join(timeout=10)
-        self.node.destroy_node()
+    def close(self) -> int:
+        """Stop as ``ranksam_node`` does; returns its exit code for the shutdown."""
+        code = shut_down(self.node, self.executor)
         self.peer.destroy_node()
+        return code
+
+
+def logged(console: str, level: str, text: str) -> bool:
+    """True when the node's console log (captured stderr) has ``text`` at ``level`` (``ERROR``).
+
+    Read from the console rather than ``/rosout``: rcl keys rosout publishers by node name,
+    so with the many same-named nodes of a test session a late destroy can unhook a newer
+    node's rosout.
+    """
+    return any(f"[{level}]" in line and text in line for line in console.splitlines())
 
 
 def harness_factory_impl(ros_context, model_dir):
     made = []
 
-    def make(*overrides: str, autostart: bool = True) -> Harness:
-        made.append(Harness(ros_context, model_dir, list(overrides), autostart))
+    def make(*overrides: str, autostart: bool = True, node_class=RankSamNode) -> Harness:
+        made.append(Harness(ros_context, model_dir, list(overrides), autostart, node_class))
         return made[-1]
 
     yield make
     for harness in made:
         harness.close()
+        assert harness.executor.callback_errors == 0, "a callback raised (see the log)"
 
 
 def wait_for(predicate, timeout: float = 20.0) -> bool:

@@ -21,11 +21,11 @@ from node_harness import (  # noqa: E402
     ROOT,
     _frame,
     _publish_until,
+    logged,
     wait_for,
 )
 from ranksam_msgs.msg import ClassList, SegmentationMasks  # noqa: E402
 from ranksam_msgs.srv import SegmentImage  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -34,6 +34,8 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from ranksam_ros.data.folder import read_rgb  # noqa: E402
 from ranksam_ros.ros.conversions import msg_instance_mask  # noqa: E402
+from ranksam_ros.ros.executor import SpinningExecutor  # noqa: E402
+from ranksam_ros.ros.node import RankSamNode, run_autostart  # noqa: E402
 
 
 def test_frames_in_masks_out_with_source_stamps(harness_factory):
@@ -135,6 +137,18 @@ def test_service_reuses_the_cached_frame(harness_factory):
     assert len(response.result.instances) == len(masks[-1].instances)
 
 
+def test_service_answers_a_malformed_image_with_the_reason(harness_factory):
+    """A BadImageError is a ValueError: the service reports it instead of raising."""
+    h = harness_factory()
+    client = h.peer.create_client(SegmentImage, "/ranksam/segment")
+    assert client.wait_for_service(timeout_sec=10)
+    image = Image(height=4, width=4, encoding="yuv422_weird", step=8, data=bytes(32))
+    future = client.call_async(SegmentImage.Request(image=image))
+    assert wait_for(future.done)
+    response = future.result()
+    assert not response.success and "unsupported encoding 'yuv422_weird'" in response.message
+
+
 def test_invalid_parameter_changes_are_rejected_with_a_reason(harness_factory):
     h = harness_factory()
     results = h.node.set_parameters([Parameter("pipeline.prompts.threshold", value=2.0)])
@@ -186,10 +200,9 @@ def test_compressed_input_across_processes_with_a_params_file(ros_context, model
     received: list = []
     peer.create_subscription(SegmentationMasks, "/ranksam/masks", received.append, 10)
     pub = peer.create_publisher(CompressedImage, "/image/compressed", 10)
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = SpinningExecutor(2, context=ros_context)
     executor.add_node(peer)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    executor.start()
     try:
         buffer = io.BytesIO()
         PILImage.fromarray(read_rgb(FRAMES[0])).save(buffer, format="JPEG", quality=90)
@@ -203,10 +216,12 @@ def test_compressed_input_across_processes_with_a_params_file(ros_context, model
         assert 1 <= len(out.instances) <= 2  # pipeline.max_instances from the params file
     finally:
         node.terminate()
-        node.wait(timeout=20)
-        executor.shutdown()
-        spinner.join(timeout=10)
+        output, _ = node.communicate(timeout=30)
+        executor.stop()
         peer.destroy_node()
+    # SIGTERM is a clean stop: lifecycle shutdown, callbacks finished, no stray errors.
+    assert node.returncode == 0, output
+    assert "never retrieved" not in output and "Traceback" not in output, output
 
 
 def test_corrupt_compressed_frames_are_counted(harness_factory):
@@ -229,3 +244,147 @@ def test_corrupt_compressed_frames_are_counted(harness_factory):
     good.header.stamp.sec = 5
     assert _publish_until(pub, good, masks, 1)
     assert masks[0].header.stamp.sec == 5 and h.node.active
+
+
+def test_parameter_changes_wait_for_the_frame_being_segmented(harness_factory):
+    h = harness_factory()
+    before = h.node.pipeline.cfg
+    change = [
+        Parameter("pipeline.prompts.max_prompts", value=3),
+        Parameter("pipeline.nms_iou", value=0.5),
+    ]
+    with h.node.model_lock:  # what the worker holds while it encodes and segments a frame
+        setter = threading.Thread(target=h.node.set_parameters, args=(change,))
+        setter.start()
+        setter.join(timeout=1.0)
+        assert setter.is_alive()  # the swap waits for the frame...
+        assert h.node.pipeline.cfg is before and h.node.cfg.pipeline is before
+    setter.join(timeout=20)
+    after = h.node.pipeline.cfg  # ...then applies both settings at once, to both copies
+    assert (after.prompts.max_prompts, after.nms_iou) == (3, 0.5)
+    assert h.node.cfg.pipeline is after
+
+
+class _RefusesActivation(RankSamNode):
+    """A node whose activation fails, as it would if its subscriptions could not be made."""
+
+    def on_activate(self, state):
+        self.get_logger().error("activate failed: refused for the test")
+        return TransitionCallbackReturn.FAILURE
+
+
+def test_autostart_reports_a_failed_activate(harness_factory, capfd):
+    h = harness_factory(autostart=False, node_class=_RefusesActivation)
+    assert run_autostart(h.node) == 1
+    assert logged(capfd.readouterr().err, "FATAL", "autostart: activate returned FAILURE")
+    assert not h.node.active
+
+
+def test_autostart_reports_a_failed_configure(harness_factory, tmp_path, capfd):
+    h = harness_factory(f"model={tmp_path / 'missing'}", autostart=False)
+    assert run_autostart(h.node) == 1
+    console = capfd.readouterr().err
+    assert logged(console, "ERROR", "configure failed:") and "missing" in console
+    assert logged(console, "FATAL", "autostart: configure returned FAILURE")
+
+
+def _node_process(*ros_args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "ranksam_ros.ros.node", "--ros-args", *ros_args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_a_misspelt_parameter_fails_the_console_node(model_dir):
+    done = _node_process("-p", f"model:={model_dir}", "-p", "modle:=elsewhere")
+    assert done.returncode == 1, done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert "unknown parameter 'modle' (closest declared: 'model')" in output
+    assert "autostart: configure returned FAILURE" in output and "Traceback" not in output
+
+
+def test_unknown_parameters_fail_configure_naming_the_closest(harness_factory, capfd):
+    h = harness_factory("modle=x", "pipeline.prompts.treshold=0.5", autostart=False)
+    assert h.node.unknown_parameters == ["modle", "pipeline.prompts.treshold"]
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    expected = (
+        "'modle' (closest declared: 'model'), 'pipeline.prompts.treshold' (closest declared: "
+        "'pipeline.prompts.threshold')"
+    )
+    assert logged(
+        capfd.readouterr().err, "ERROR", f"configure failed: unknown parameters {expected}"
+    )
+    assert h.node.pipeline is None
+
+
+def _services(node) -> list[str]:
+    return [service.srv_name for service in node.services]
+
+
+def test_cleanup_destroys_every_entity_and_configure_works_again(harness_factory):
+    h = harness_factory()
+    node = h.node
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert "~/segment" not in _services(node)
+    assert not list(node.timers) and not list(node.subscriptions)
+    published = [publisher.topic_name for publisher in node.publishers]
+    assert "/diagnostics" not in published and "/ranksam/masks" not in published
+    assert node.release_errors == 0 and node.pipeline is None
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert _services(node).count("~/segment") == 1
+    assert len(list(node.timers)) == 1
+
+
+def test_an_entity_already_destroyed_is_tolerated(harness_factory):
+    h = harness_factory()
+    (timer,) = h.node.timers
+    assert h.node.destroy_timer(timer)
+    assert h.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert h.node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert h.node.release_errors == 0
+
+
+class _TimerRefusesOnce(RankSamNode):
+    """rcl refusing once to destroy a timer (no real failure can be provoked on demand)."""
+
+    refused = False
+
+    def destroy_timer(self, timer) -> bool:
+        if not self.refused:
+            self.refused = True
+            raise RuntimeError("rcl refused")
+        return super().destroy_timer(timer)
+
+
+def test_an_unexpected_destroy_error_is_logged_and_fails_cleanup(harness_factory, capfd):
+    h = harness_factory(node_class=_TimerRefusesOnce)
+    assert h.node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert h.node.trigger_cleanup() == TransitionCallbackReturn.ERROR
+    console = capfd.readouterr().err
+    assert logged(console, "ERROR", "could not destroy timer: RuntimeError: rcl refused")
+    assert logged(console, "ERROR", "cleanup: 1 entity could not be destroyed")
+    assert h.node.release_errors == 1
+    assert "~/segment" not in _services(h.node)  # the rest went
+
+
+def test_onnxruntime_export_if_missing(harness_factory, tmp_path, monkeypatch, capfd):
+    """A shipped model without a cached export: a clear failure, or an export on request."""
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("RANKSAM_CACHE", str(tmp_path / "cache"))
+    h = harness_factory(
+        "backend=onnxruntime", "model=camvid-tiny", "adapter=gated", autostart=False
+    )
+    assert h.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    command = "ranksam export --model camvid-tiny --adapter gated"
+    assert logged(capfd.readouterr().err, "ERROR", command)  # the command that fixes it
+    assert h.node.set_parameters([Parameter("export_if_missing", value=True)])[0].successful
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert logged(capfd.readouterr().err, "INFO", "exported camvid-tiny+gated to")
+    assert h.node.pipeline.backend.info.model_id.endswith("@onnxruntime")
+    assert (tmp_path / "cache" / "exports").is_dir()
