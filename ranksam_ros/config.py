@@ -7,7 +7,7 @@ validates its own ranges in ``__post_init__`` so a bad value fails where it is r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 CAMVID_CLASSES: tuple[str, ...] = (
     "sky",
@@ -238,6 +238,11 @@ class BackendConfig:
         _check(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
 
 
+def backend_config_of(options) -> BackendConfig:
+    """The :class:`BackendConfig` of a record with flat engine fields of the same names."""
+    return BackendConfig(**{f.name: getattr(options, f.name) for f in fields(BackendConfig)})
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """Everything between a decoded mask and the published result."""
@@ -347,10 +352,4 @@ class NodeConfig:
 
     def backend_config(self) -> BackendConfig:
         """The engine this node loads, from its flat parameters."""
-        return BackendConfig(
-            backend=self.backend,
-            model=self.model,
-            adapter=self.adapter,
-            threads=self.threads,
-            tta=self.tta,
-        )
+        return backend_config_of(self)

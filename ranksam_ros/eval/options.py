@@ -16,6 +16,7 @@ from ranksam_ros.config import (
     TTA_MODES,
     BackendConfig,
     DataConfig,
+    backend_config_of,
 )
 
 SEGMENT_PROMPTS = ("box", "point")  # one prompt per labelled segment: segment IoU
@@ -120,10 +121,4 @@ class EvalOptions:
 
     def backend_config(self) -> BackendConfig:
         """The engine to evaluate, from the flat engine fields."""
-        return BackendConfig(
-            backend=self.backend,
-            model=self.model,
-            adapter=self.adapter,
-            threads=self.threads,
-            tta=self.tta,
-        )
+        return backend_config_of(self)
