@@ -23,6 +23,9 @@ CAMVID_CLASSES: tuple[str, ...] = (
     "bicyclist",
 )
 CAMVID_IGNORE_LABEL = 11
+# CamVid's countable classes (instances); the others are stuff.
+THING_CLASSES: tuple[str, ...] = ("pole", "sign_symbol", "car", "pedestrian", "bicyclist")
+PIPELINE_MODES = ("panoptic", "instances")
 DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "lowlight", "fog", "motion")
 TRAIN_DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "lowlight", "fog")
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
@@ -156,7 +159,7 @@ class DataConfig:
     # Chance per frame to paste one class region of a thing class from another frame.
     copy_paste_prob: float = 0.0
     # Countable classes: instances (and copy-paste) only for these; the rest is stuff.
-    thing_classes: tuple[str, ...] = ("pole", "sign_symbol", "car", "pedestrian", "bicyclist")
+    thing_classes: tuple[str, ...] = THING_CLASSES
 
     def __post_init__(self) -> None:
         _check(self.min_segment_area >= 1, "data.min_segment_area must be >= 1")
@@ -266,8 +269,15 @@ class PipelineConfig:
     fill_semantic: bool = True
     # Masks of box prompts lose the pixels outside their box (the object is inside it).
     clip_to_box: bool = True
+    # "panoptic": with a model that has a semantic head, its dense class map is the semantic
+    # output, automatic prompts come only from thing classes and instances keep only pixels
+    # of their class. "instances": masks for every class, named by pooling (the first
+    # foundation's output; models without a semantic head always run it).
+    mode: str = "panoptic"
+    thing_classes: tuple[str, ...] = THING_CLASSES
 
     def __post_init__(self) -> None:
+        _check_choice("pipeline.mode", self.mode, PIPELINE_MODES)
         _check(0.0 < self.nms_iou <= 1.0, "nms_iou must be in (0, 1]")
         _check(self.min_area >= 0, "min_area must be >= 0")
         _check(1 <= self.max_instances <= 65535, "max_instances must be in [1, 65535]")
@@ -306,6 +316,8 @@ class OutputConfig:
     depth: int = 2
     label_image: bool = True
     semantic: bool = True
+    # ~/panoptic (32SC1, class * 1000 + instance id) in the pipeline's panoptic mode.
+    panoptic: bool = True
     overlay_max_rate_hz: float = 2.0
 
     def __post_init__(self) -> None:

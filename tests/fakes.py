@@ -76,6 +76,8 @@ class FakeBackend:
         box_spill: Mask cells a box prompt's mask extends beyond its box on each side.
         box_iou: Predicted IoU of box prompts.
         active_rank: Reported as the adapters' mean active rank.
+        semantic_map: ``(32, 32)`` class id per mask cell; given, the model has a semantic
+            head whose probabilities are one-hot from it.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class FakeBackend:
         box_spill: int = 0,
         box_iou: float = 0.95,
         active_rank: float | None = None,
+        semantic_map: np.ndarray | None = None,
     ) -> None:
         self.objects = objects
         self.peaks = peaks
@@ -94,6 +97,7 @@ class FakeBackend:
         self.box_spill = box_spill
         self.box_iou = box_iou
         self.active_rank = active_rank
+        self.semantic_map = semantic_map
         self.decoded_points: list[tuple[float, float]] = []  # input pixels, in decoding order
         self.info = ModelInfo(
             model_id="fake",
@@ -103,13 +107,19 @@ class FakeBackend:
             mask_size=MASK_SIZE,
             class_names=class_names,
             prompt_predictor=True,
+            semantic_head=semantic_map is not None,
         )
 
     def encode(self, image: np.ndarray) -> Encoded:
         if image.shape != (1, 3, INPUT_SIZE, INPUT_SIZE) or image.dtype != np.float32:
             raise ValueError(f"expected (1, 3, 64, 64) float32, got {image.shape} {image.dtype}")
         embedding = np.ones((1, 4, MASK_SIZE // 4, MASK_SIZE // 4), np.float32)
-        return Encoded(embedding, active_rank=self.active_rank)
+        semantic = None
+        if self.semantic_map is not None:
+            semantic = np.zeros((1, len(self.info.class_names), MASK_SIZE, MASK_SIZE), np.float32)
+            rows, cols = np.mgrid[:MASK_SIZE, :MASK_SIZE]
+            semantic[0, self.semantic_map, rows, cols] = 1.0
+        return Encoded(embedding, active_rank=self.active_rank, semantic=semantic)
 
     def predict_prompts(self, encoded: Encoded, image: np.ndarray) -> PromptMaps:
         classes = max(len(self.info.class_names), 1)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from fakes import GRID, FakeBackend, FakeObject, Peak, blank_image, source_mask
+from fakes import GRID, MASK_SIZE, FakeBackend, FakeObject, Peak, blank_image, source_mask
 
 from ranksam_ros.backends.torch_backend import TorchBackend
 from ranksam_ros.config import PipelineConfig, PromptConfig
@@ -372,3 +372,53 @@ def test_promptless_result_is_well_formed(pipeline_model, frames_dir):
         assert inst.mask[y0 : y1 + 1, x0 : x1 + 1].sum() == inst.area
     ids = {inst.instance_id for inst in result.instances}
     assert set(np.unique(result.instance_ids)) - {0} <= ids
+
+
+def test_panoptic_mode_prompts_only_things_and_instances_agree_with_the_class_map():
+    from ranksam_ros.pipeline.panoptic import LABEL_DIVISOR
+
+    road, car, person = 0, 1, 2
+    semantic = np.zeros((MASK_SIZE, MASK_SIZE), np.int64)  # road everywhere ...
+    semantic[4:12, 4:20] = car  # ... a car whose mask (below) spills 4 cells into road
+    semantic[20:30, 24:28] = person
+    car_mask = FakeObject(4, 4, 16, 20, iou=0.9)
+    person_mask = FakeObject(20, 24, 30, 28, iou=0.8)
+    backend = FakeBackend(
+        objects=(car_mask, person_mask, FakeObject(0, 24, 8, 32, iou=0.95)),
+        peaks=(Peak(road, 0, 7, 0.99), Peak(car, 2, 3, 0.9), Peak(person, 6, 6, 0.7)),
+        class_names=("road", "car", "person"),
+        semantic_map=semantic,
+    )
+    cfg = replace(_auto(), thing_classes=("car", "person"))
+    result = Pipeline(backend, cfg)(blank_image())
+    # The road peak (top right, over an object) is never decoded: stuff takes no prompts.
+    assert len(backend.decoded_points) == 2
+    assert [(i.class_name, i.instance_id) for i in result.instances] == [("car", 1), ("person", 2)]
+    expected_sem = np.repeat(np.repeat(semantic, 2, 0), 2, 1).astype(np.uint8)
+    np.testing.assert_array_equal(result.semantic, expected_sem)
+    car_inst = result.instances[0]
+    assert car_inst.area == 16 * 32  # the 4 road rows of its mask are cut away
+    for inst in result.instances:
+        assert (result.semantic[inst.mask] == inst.class_id).all()
+        assert (result.instance_ids[inst.mask] == inst.instance_id).all()
+    np.testing.assert_array_equal(
+        result.panoptic, expected_sem.astype(np.int32) * LABEL_DIVISOR + result.instance_ids
+    )
+    assert (result.panoptic[result.semantic == road] == 0).all()  # stuff: instance 0
+
+
+def test_instances_mode_and_models_without_a_semantic_head_keep_the_old_output():
+    backend = FakeBackend(
+        objects=(FakeObject(4, 4, 16, 20),),
+        peaks=(Peak(0, 2, 3, 0.9),),
+        class_names=("road", "car"),
+        semantic_map=np.ones((MASK_SIZE, MASK_SIZE), np.int64),
+    )
+    result = Pipeline(backend, replace(_auto(), mode="instances", thing_classes=("car",)))(
+        blank_image()
+    )
+    assert result.panoptic is None and len(result.instances) == 1
+    plain = FakeBackend(objects=(FakeObject(4, 4, 16, 20),), peaks=(Peak(0, 2, 3, 0.9),))
+    assert Pipeline(plain, _auto())(blank_image()).panoptic is None  # panoptic, but no head
+    with pytest.raises(ValueError, match="thing_classes"):
+        Pipeline(backend, PipelineConfig(thing_classes=("bus",)))

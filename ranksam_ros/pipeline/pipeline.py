@@ -19,6 +19,7 @@ from ranksam_ros.config import PipelineConfig
 from ranksam_ros.graph.preprocess import ResizeInfo, check_image, preprocess
 from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.graph.types import Encoded, PromptMaps
+from ranksam_ros.pipeline import panoptic
 from ranksam_ros.pipeline.class_pooling import pool_class_probs, soft_mask_weights
 from ranksam_ros.pipeline.postprocess import (
     clip_to_boxes,
@@ -87,6 +88,12 @@ class Pipeline:
         self.backend = backend
         self.cfg = cfg or PipelineConfig()
         self.class_names = tuple(backend.info.class_names)
+        # Panoptic output needs a dense class map: models without a semantic head give
+        # instances of every class as before.
+        self.panoptic = self.cfg.mode == "panoptic" and backend.info.semantic_head
+        self.things = (
+            panoptic.thing_mask(self.class_names, self.cfg.thing_classes) if self.panoptic else None
+        )
 
     def __call__(self, image: np.ndarray, prompts: PromptSet | None = None) -> Segmentation:
         """Segment one RGB uint8 frame ``(H, W, 3)``; ``prompts=None`` means automatic prompts."""
@@ -138,16 +145,20 @@ class Pipeline:
             if frame.maps is None:
                 raise RuntimeError(f"model {self.backend.info.model_id} has no prompt predictor")
             with timer.stage("prompts"):
-                found = find_peaks(
-                    frame.maps.confidence, self.cfg.prompts, frame.geometry.input_size
-                )
+                confidence = frame.maps.confidence
+                if self.panoptic:  # stuff comes from the class map: prompts only for things
+                    confidence = panoptic.thing_confidence(confidence, self.things)
+                found = find_peaks(confidence, self.cfg.prompts, frame.geometry.input_size)
                 found = self._outside(found, decoded)
             with timer.stage("decoder"):
                 decoded = decoded.followed_by(self._decode_auto(frame, found), given)
                 candidates = Candidates.concat(candidates, found)
         with timer.stage("postprocess"):
             result = self._assemble(frame, candidates, decoded, given)
-            if self.cfg.fill_semantic:
+            if self.panoptic:
+                dense = panoptic.dense_classes(frame.encoded.semantic[0], frame.geometry)
+                panoptic.make_panoptic(result, dense, self.things, self.cfg.min_area)
+            elif self.cfg.fill_semantic:
                 result.semantic = self.dense_semantic(frame, result.semantic)
         result.candidates = len(candidates)
         result.active_rank = frame.encoded.active_rank
@@ -316,7 +327,7 @@ class Pipeline:
         masks = upscale_logits(logits, geometry) > self._cuts(boxes)[:, None, None]
         if cfg.clip_to_box and any(box is not None for box in boxes):
             clip_to_boxes(masks, _box_array(boxes))
-        classes = self._classes(frame, candidates.classes[used[keep]], logits)
+        classes = self._classes(frame, candidates.classes[used[keep]], logits, used[keep] < given)
         instances = []
         for order, i in enumerate(keep):
             mask = masks[order]
@@ -359,14 +370,28 @@ class Pipeline:
         return result
 
     def _classes(
-        self, frame: EncodedFrame, prompt_classes: np.ndarray, logits: np.ndarray
+        self,
+        frame: EncodedFrame,
+        prompt_classes: np.ndarray,
+        logits: np.ndarray,
+        given_rows: np.ndarray,
     ) -> np.ndarray:
-        """Class per kept mask: the prompt's, or the class probabilities pooled over the mask."""
+        """Class per kept mask: the prompt's, or the class probabilities pooled over the mask.
+
+        ``given_rows`` marks masks of given prompts; in panoptic mode the others came from
+        thing maps and are named among the thing classes.
+        """
         class_probs = _class_probs(frame)
         if self.cfg.prompts.class_source == "prompt" or class_probs is None:
             return prompt_classes
         weights = soft_mask_weights(logits, grid=class_probs.shape[-1])
-        return np.argmax(pool_class_probs(weights, class_probs), axis=1)
+        pooled = pool_class_probs(weights, class_probs)
+        if self.panoptic:  # automatic prompts came from thing maps: name them among things
+            auto = ~given_rows
+            classes = np.argmax(pooled, axis=1)
+            classes[auto] = panoptic.thing_class(pooled[auto], self.things)
+            return classes
+        return np.argmax(pooled, axis=1)
 
 
 def _box_array(boxes: list[np.ndarray | None]) -> np.ndarray:

@@ -57,6 +57,8 @@ class Segmentation:
         candidates: Candidate prompts before deletion.
         duplicates: Decoded masks the final NMS removed (IoU above ``nms_iou`` with a
             better one): what redundant-prompt deletion failed to prevent.
+        panoptic: ``(H, W)`` int32 ``class * 1000 + instance id`` in panoptic mode (stuff
+            pixels carry instance 0), None otherwise.
         active_rank: Mean active adapter rank (None without gated adapters).
         layer_ranks: Active rank per gated layer.
         timings_ms: Milliseconds per stage.
@@ -71,6 +73,7 @@ class Segmentation:
     prompt_scores: np.ndarray
     candidates: int = 0
     duplicates: int = 0
+    panoptic: np.ndarray | None = None
     active_rank: float | None = None
     layer_ranks: dict[str, float] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)

@@ -106,6 +106,11 @@ class CameraIO:
             if outputs.semantic
             else None
         )
+        self.panoptic_pub = (
+            node.create_publisher(Image, f"~/{prefix}panoptic", out_qos)
+            if outputs.panoptic
+            else None
+        )
         self.overlay_pub = node.create_publisher(
             Image, f"~/{prefix}overlay", make_qos("best_effort", 1)
         )
@@ -129,10 +134,17 @@ class CameraIO:
 
     def destroy(self) -> int:
         """Unsubscribe and destroy the publishers; returns how many failed (each logged)."""
-        publishers = (self.masks_pub, self.label_pub, self.semantic_pub, self.overlay_pub)
+        publishers = (
+            self.masks_pub,
+            self.label_pub,
+            self.semantic_pub,
+            self.panoptic_pub,
+            self.overlay_pub,
+        )
         failures = self.unsubscribe()
         failures += self.node.destroy_entities([p for p in publishers if p is not None])
-        self.masks_pub = self.label_pub = self.semantic_pub = self.overlay_pub = None
+        self.masks_pub = self.label_pub = self.semantic_pub = None
+        self.panoptic_pub = self.overlay_pub = None
         return failures
 
     def _on_frame(self, msg) -> None:

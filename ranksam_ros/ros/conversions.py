@@ -212,6 +212,21 @@ def label_image(labels: np.ndarray, header: Header) -> Image:
     return msg
 
 
+def panoptic_image(panoptic: np.ndarray, header: Header) -> Image:
+    """Panoptic map ``(H, W)`` int32 (``class * 1000 + instance id``) -> ``32SC1`` image.
+
+    ``class = value // 1000`` and ``instance = value % 1000`` (Cityscapes' encoding; stuff
+    pixels have instance 0); little-endian.
+    """
+    if panoptic.ndim != 2 or panoptic.dtype != np.int32:
+        raise ValueError(f"expected (H, W) int32, got {panoptic.shape} {panoptic.dtype}")
+    height, width = panoptic.shape
+    msg = Image(header=header, height=height, width=width, step=4 * width, is_bigendian=0)
+    msg.encoding = "32SC1"
+    msg.data = _byte_array(panoptic.astype("<i4", copy=False))
+    return msg
+
+
 def _mask_roi(mask: np.ndarray) -> tuple[int, int, int, int]:
     """Tight ``(x, y, width, height)`` box of a bool mask; zeros for an empty mask."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))

@@ -345,6 +345,8 @@ class RankSamNode(LifecycleNode):
             camera.label_pub.publish(conversions.label_image(result.instance_ids, msg.header))
         if camera.semantic_pub is not None:
             camera.semantic_pub.publish(conversions.label_image(result.semantic, msg.header))
+        if camera.panoptic_pub is not None and result.panoptic is not None:
+            camera.panoptic_pub.publish(conversions.panoptic_image(result.panoptic, msg.header))
         out.timing.message_ms = (time.perf_counter() - built) * 1000.0
         out.timing.total_ms = (time.perf_counter() - start) * 1000.0
         camera.masks_pub.publish(out)

@@ -27,6 +27,7 @@ from ranksam_ros.ros.conversions import (  # noqa: E402
     compressed_to_rgb,
     image_to_rgb,
     label_image,
+    panoptic_image,
     msg_instance_mask,
     prompts_from_msg,
     rgb_to_image,
@@ -264,6 +265,19 @@ def test_label_images():
     np.testing.assert_array_equal(np.frombuffer(msg8.data, np.uint8).reshape(36, 48), classes)
     with pytest.raises(ValueError, match="uint8 or uint16"):
         label_image(ids.astype(np.int32), HEADER)
+
+
+def test_panoptic_image_keeps_class_and_instance():
+    rng = np.random.default_rng(2)
+    classes, ids = rng.integers(0, 11, (36, 48)), rng.integers(0, 40, (36, 48))
+    panoptic = (classes * 1000 + ids).astype(np.int32)
+    msg = panoptic_image(panoptic, HEADER)
+    assert (msg.encoding, msg.step, msg.is_bigendian) == ("32SC1", 4 * 48, 0)
+    back = np.frombuffer(msg.data, "<i4").reshape(36, 48)
+    np.testing.assert_array_equal(back // 1000, classes)
+    np.testing.assert_array_equal(back % 1000, ids)
+    with pytest.raises(ValueError, match="int32"):
+        panoptic_image(panoptic.astype(np.int64), HEADER)
 
 
 # --- segmentation results ---------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""Panoptic output: a dense class map from the semantic head, instances only for things.
+
+Road, sky, building, pavement, tree and fence are *stuff*: the semantic head labels them in
+one pass and nobody needs instances of them. Pedestrians, cars, cyclists, poles and signs
+are *things*: automatic prompts come only from their confidence maps, SAM decodes one mask
+per object, and every instance keeps only the pixels the class map gives its class, so the
+two outputs agree. The panoptic image encodes both per pixel as ``class * 1000 + instance``
+(Cityscapes' convention; stuff pixels carry instance 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ranksam_ros.graph.preprocess import ResizeInfo
+from ranksam_ros.pipeline.postprocess import paint_labels, upscale_logits
+from ranksam_ros.pipeline.result import Instance, Segmentation
+
+LABEL_DIVISOR = 1000  # panoptic id = class * LABEL_DIVISOR + instance id
+
+
+def thing_mask(class_names: tuple[str, ...], things: tuple[str, ...]) -> np.ndarray:
+    """``(C,)`` bool: which of the model's classes are things.
+
+    Raises:
+        ValueError: a thing class the model does not have.
+    """
+    unknown = sorted(set(things) - set(class_names))
+    if unknown:
+        raise ValueError(f"pipeline.thing_classes {unknown} are not classes of the model")
+    return np.array([name in things for name in class_names], bool)
+
+
+def thing_confidence(confidence: np.ndarray, things: np.ndarray) -> np.ndarray:
+    """Prompt-confidence maps ``(C, G, G)`` with every stuff channel zeroed."""
+    return np.where(things[:, None, None], confidence, 0.0)
+
+
+def dense_classes(class_probs: np.ndarray, geometry: ResizeInfo) -> np.ndarray:
+    """Most likely class of every source pixel ``(H, W)`` uint8 from ``(C, G, G)`` probabilities."""
+    return np.argmax(upscale_logits(class_probs, geometry), axis=0).astype(np.uint8)
+
+
+def thing_class(pooled: np.ndarray, things: np.ndarray) -> np.ndarray:
+    """Class of each mask among the thing classes only: ``(N, C)`` pooled probabilities."""
+    return np.argmax(np.where(things[None], pooled, -1.0), axis=1)
+
+
+def make_panoptic(
+    result: Segmentation, semantic: np.ndarray, things: np.ndarray, min_area: int
+) -> None:
+    """Make ``result`` panoptic in place.
+
+    Instances lose the pixels of other classes (and vanish below ``min_area``), are renumbered
+    1..K in score order, and paint the instance and panoptic maps; ``semantic`` (the dense
+    class map) becomes the result's class map.
+
+    Args:
+        result: Instances found on the frame (thing classes, or any class of given prompts).
+        semantic: ``(H, W)`` uint8 dense class map of the semantic head.
+        things: ``(C,)`` bool thing classes.
+        min_area: Smallest instance kept, in pixels.
+    """
+    kept: list[Instance] = []
+    for inst in result.instances:
+        mask = inst.mask & (semantic == inst.class_id)
+        area = int(mask.sum())
+        if area < max(min_area, 1):
+            continue
+        ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        inst.mask, inst.area = mask, area
+        inst.box = (int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1]))
+        inst.instance_id = len(kept) + 1
+        kept.append(inst)
+    result.instances = kept
+    result.semantic = semantic
+    ids = np.zeros(semantic.shape, np.uint16)
+    if kept:
+        stack = np.stack([inst.mask for inst in kept])
+        scores = np.asarray([inst.score for inst in kept])
+        ids = paint_labels(stack, scores, np.arange(1, len(kept) + 1), 0, np.uint16)
+    result.instance_ids = ids
+    result.panoptic = semantic.astype(np.int32) * LABEL_DIVISOR + ids.astype(np.int32)
