@@ -47,7 +47,9 @@ setup(
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "bags": ["rosbags>=0.10"],
         "tensorrt": ["tensorrt>=8.6,<11"],
+        "eval": ["torchmetrics>=1.3"],
         "dev": [
+            "torchmetrics>=1.3",
             "pytest>=7",
             "ruff>=0.5",
             "onnx>=1.15",

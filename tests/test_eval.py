@@ -241,3 +241,47 @@ def test_options_reject_bad_values_by_name():
         EvalOptions(backend="tflite")
     with pytest.raises(ValueError, match="--limit must be >= 0"):
         EvalOptions(limit=-1)
+
+
+def test_panoptic_eval_is_perfect_when_the_pipeline_reproduces_the_labels(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fakes import MASK_SIZE, FakeBackend, FakeObject, Peak
+
+    from ranksam_ros.config import DataConfig, PipelineConfig, PromptConfig
+    from ranksam_ros.eval.evaluate import evaluate
+
+    semantic = np.zeros((MASK_SIZE, MASK_SIZE), np.int64)  # stuff 0 ...
+    semantic[4:12, 4:20] = 1  # ... one car (a thing)
+    semantic[20:32, :] = 2  # ... and stuff 2 at the bottom
+    backend = FakeBackend(
+        objects=(FakeObject(4, 4, 12, 20),),
+        peaks=(Peak(1, 2, 3, 0.9),),
+        class_names=("road", "car", "sky"),
+        semantic_map=semantic,
+    )
+    for folder in ("images", "labels"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "images" / "f.png")
+    label = np.repeat(np.repeat(semantic, 2, 0), 2, 1).astype(np.uint8)
+    label[0, 0] = 3  # an ignored pixel
+    Image.fromarray(label).save(tmp_path / "labels" / "f.png")
+    dataset = DataConfig(
+        class_names=("road", "car", "sky"), num_classes=3, ignore_label=3, thing_classes=("car",)
+    )
+    prompts = PromptConfig(smoothing_sigma=0.0, threshold=0.3)
+    options = EvalOptions(
+        data=str(tmp_path),
+        prompts="panoptic",
+        dataset=dataset,
+        pipeline_overrides=("prompts.smoothing_sigma=0.0", "prompts.threshold=0.3"),
+    )
+    report = evaluate(options, backend=backend)
+    assert PipelineConfig(prompts=prompts).mode == report["mode"] == "panoptic"
+    assert report["pq"] == report["pq_things"] == report["pq_stuff"] == pytest.approx(1.0)
+    assert report["miou"] == pytest.approx(1.0) and report["boundary_f1"] == pytest.approx(1.0)
+    assert report["prompts_per_image"] == 1.0

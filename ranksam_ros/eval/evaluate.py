@@ -8,11 +8,16 @@ from __future__ import annotations
 from ranksam_ros.backends import Backend
 from ranksam_ros.config import PipelineConfig
 from ranksam_ros.config_loader import load_config
-from ranksam_ros.eval.options import SEGMENT_PROMPTS, EvalOptions
+from ranksam_ros.eval.options import PANOPTIC_MODE, SEGMENT_PROMPTS, EvalOptions
+from ranksam_ros.eval.panoptic import evaluate_panoptic
 from ranksam_ros.eval.promptless import evaluate_promptless
 from ranksam_ros.eval.segments import evaluate_segments
 
 MIOU_KEYS = (
+    "pq",
+    "pq_things",
+    "pq_stuff",
+    "boundary_f1",
     "miou",
     "miou_large",
     "miou_unclipped",
@@ -39,6 +44,8 @@ def evaluate(options: EvalOptions, backend: Backend | None = None) -> dict:
     cfg = load_config(PipelineConfig, None, options.pipeline_overrides)
     if options.prompts in SEGMENT_PROMPTS:
         return evaluate_segments(options, cfg, backend)
+    if options.prompts == PANOPTIC_MODE:
+        return evaluate_panoptic(options, backend, cfg)
     return evaluate_promptless(options, backend, cfg)
 
 

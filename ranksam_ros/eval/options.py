@@ -23,7 +23,9 @@ SEGMENT_PROMPTS = ("box", "point")  # one prompt per labelled segment: segment I
 # No prompts given: semantic mIoU of automatic prompts, of SAM's grid generator, or of the
 # dense semantic head alone (no decoder pass).
 PROMPTLESS_MODES = ("auto", "grid", "semantic")
-PROMPT_MODES = SEGMENT_PROMPTS + PROMPTLESS_MODES
+# The pipeline's panoptic output: PQ / SQ / RQ, semantic mIoU and boundary F-score.
+PANOPTIC_MODE = "panoptic"
+PROMPT_MODES = SEGMENT_PROMPTS + PROMPTLESS_MODES + (PANOPTIC_MODE,)
 # One degradation (severity cycling over the frames) or a random training one per frame.
 DEGRADE_MODES = ("none", *DEGRADATIONS, "mixed")
 
@@ -52,7 +54,8 @@ class EvalOptions:
             "choices": PROMPT_MODES,
             "help": "box / point: one prompt per labelled segment (tight box, or one interior "
             "click); auto / grid / semantic: promptless semantic mIoU of our pipeline, of "
-            "SAM's grid generator, or of the dense semantic head alone",
+            "SAM's grid generator, or of the dense semantic head alone; panoptic: PQ, "
+            "semantic mIoU and boundary F-score of the pipeline's output",
         },
     )
     degrade: str = field(default="none", metadata={"choices": DEGRADE_MODES})
