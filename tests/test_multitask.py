@@ -94,3 +94,31 @@ def test_stage_trains_keeps_the_foundation_and_refuses_another(dataset_root, tmp
     assert loaded.tasks == ("semantic", "boundary", "centre")
     with pytest.raises(ValueError, match="trained on foundation"):
         load_multitask(path, build_model("micro-conv"))
+
+
+def test_task_scores_are_perfect_for_outputs_made_from_the_labels():
+    from ranksam_ros.config import DataConfig
+    from ranksam_ros.eval.tasks import TaskScores, delta_m
+    from ranksam_ros.graph.preprocess import ResizeInfo
+
+    label = np.zeros((64, 64), np.uint8)
+    label[8:24, 8:40] = 8  # car
+    label[40:60, 50:58] = 9  # pedestrian
+    label[:, :4] = 11  # ignore
+    geometry = ResizeInfo((64, 64), (64, 64), 64)
+    semantic = np.where(np.arange(11)[:, None, None] == label[None], 10.0, -10.0)
+    edge = boundary_target(label, 11)
+    instances, _ = thing_instances(label, (2, 6, 8, 9, 10))
+    heat, _, _ = centre_targets(instances, (64, 64), 1.0, sigma=1.0)
+    outputs = {
+        "semantic": semantic.astype(np.float32),
+        "boundary": np.where(edge > 0.5, 10.0, -10.0)[None].astype(np.float32),
+        "centre": np.stack([np.where(heat >= 1.0, 10.0, -10.0)] * 3).astype(np.float32),
+    }
+    scores = TaskScores(DataConfig())
+    scores.add(outputs, label, geometry)
+    result = scores.scores()
+    assert result["boundary"] == pytest.approx(1.0) and result["centre"] == pytest.approx(1.0)
+    assert result["semantic"] == pytest.approx(1.0)
+    worse = {task: value / 2 for task, value in result.items()}
+    assert delta_m(worse, result) == pytest.approx(-50.0)
