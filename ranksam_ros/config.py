@@ -226,7 +226,9 @@ class BackendConfig:
     (``ranksam export`` output) or a model name whose export is cached. ``adapter``: adapter
     name/path or ``none`` (torch only; exports carry theirs). ``threads``: CPU threads (0 =
     the library's default). ``tta``: ``none`` or ``flip`` (frame and mirror image averaged,
-    twice the cost; ``ranksam_ros/backends/flip_tta.py``).
+    twice the cost; ``ranksam_ros/backends/flip_tta.py``). ``tasks``: dense task outputs of
+    the model's multi-task set to compute besides the segmentation (e.g. ``boundary``,
+    ``centre``; empty: none, and the set is not loaded).
     """
 
     backend: str = "torch"
@@ -234,6 +236,7 @@ class BackendConfig:
     adapter: str = "none"
     threads: int = 0
     tta: str = "none"
+    tasks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, BACKENDS)
@@ -243,7 +246,9 @@ class BackendConfig:
 
 def backend_config_of(options) -> BackendConfig:
     """The :class:`BackendConfig` of a record with flat engine fields of the same names."""
-    return BackendConfig(**{f.name: getattr(options, f.name) for f in fields(BackendConfig)})
+    return BackendConfig(
+        **{f.name: getattr(options, f.name, f.default) for f in fields(BackendConfig)}
+    )
 
 
 @dataclass(frozen=True)
@@ -343,6 +348,9 @@ class NodeConfig:
     # Test-time augmentation: "flip" averages each frame with its mirror image (twice the
     # model time; box mIoU in docs/results.md).
     tta: str = BackendConfig.tta
+    # Dense outputs of the model's multi-task set published on ~/tasks/<name> (e.g.
+    # [boundary, centre]); empty: none (the set is not even loaded).
+    tasks: tuple[str, ...] = BackendConfig.tasks
     cameras: tuple[str, ...] = ()
     prompts_mode: str = "auto"
     benchmark_mode: bool = False

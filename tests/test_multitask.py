@@ -122,3 +122,41 @@ def test_task_scores_are_perfect_for_outputs_made_from_the_labels():
     assert result["semantic"] == pytest.approx(1.0)
     worse = {task: value / 2 for task, value in result.items()}
     assert delta_m(worse, result) == pytest.approx(-50.0)
+
+
+def test_task_outputs_through_torch_and_onnxruntime_agree(tmp_path):
+    from ranksam_ros.backends import create_backend
+    from ranksam_ros.backends.onnx_backend import OnnxBackend
+    from ranksam_ros.config import BackendConfig
+    from ranksam_ros.deploy.export import export_model
+    from ranksam_ros.modeling.task_io import MULTITASK_FILE, save_multitask
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    base = build_model("micro-conv")
+    save_model(model_dir / "model.safetensors", base)
+    tasks = MultiTaskSam(build_model(str(model_dir)), CONV_TAIL, CAMVID_CLASSES)
+    with torch.no_grad():
+        for param in tasks.parameters():
+            if param.requires_grad:
+                param.add_(0.05 * torch.randn_like(param))
+    save_multitask(model_dir / MULTITASK_FILE, tasks, str(model_dir), {})
+    torch_backend = create_backend(
+        BackendConfig(model=str(model_dir), tasks=("boundary", "centre"))
+    )
+    assert torch_backend.info.tasks == ("semantic", "boundary", "centre")
+    export_model(str(model_dir), tmp_path / "export")
+    ort = OnnxBackend(tmp_path / "export", tasks=("semantic", "centre"))
+    image = np.random.default_rng(4).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    ours = ort.predict_tasks(image, ("semantic", "centre"))
+    reference = torch_backend.predict_tasks(image, ("semantic", "centre"))
+    for task in ("semantic", "centre"):
+        np.testing.assert_allclose(ours[task], reference[task], atol=1e-4)
+    np.testing.assert_allclose(ours["semantic"].sum(0), 1.0, atol=1e-5)
+    assert 0 <= ours["centre"][0].min() and ours["centre"][0].max() <= 1
+    with pytest.raises(ValueError, match="no task head for \\['depth'\\]"):
+        create_backend(BackendConfig(model=str(model_dir), tasks=("depth",)))
+    with pytest.raises(ValueError, match="no task output"):
+        OnnxBackend(tmp_path / "export", tasks=("depth",))
+    with pytest.raises(FileNotFoundError, match="no multi-task set"):
+        create_backend(BackendConfig(model="micro-conv", tasks=("boundary",)))

@@ -26,14 +26,21 @@ def _engine(config: BackendConfig) -> Backend:
         from ranksam_ros.backends.torch_backend import TorchBackend
         from ranksam_ros.modeling.registry import build_model
 
-        return TorchBackend(build_model(model, adapter=adapter), threads=threads)
+        task_model = None
+        if config.tasks:
+            from ranksam_ros.modeling.task_io import load_task_model
+
+            task_model = load_task_model(model, config.tasks)
+        return TorchBackend(build_model(model, adapter=adapter), threads, task_model=task_model)
     if name == "onnxruntime":
         from ranksam_ros.backends.onnx_backend import OnnxBackend
 
-        return OnnxBackend.from_model(model, adapter=adapter, threads=threads)
+        return OnnxBackend.from_model(model, adapter=adapter, threads=threads, tasks=config.tasks)
     if name == "tensorrt":
         from ranksam_ros.backends.tensorrt_backend import TensorRTBackend
 
+        if config.tasks:
+            raise ValueError("tasks run on the torch and onnxruntime backends, not on tensorrt")
         return TensorRTBackend.from_model(model, adapter=adapter)
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 

@@ -56,3 +56,10 @@ class Backend(Protocol):
             Logits ``(N, K, m, m)`` and predicted IoU ``(N, K)``, ``K`` = 3 or 1.
         """
         ...
+
+    def predict_tasks(self, image: np.ndarray, tasks: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Dense task outputs ``{task: (C, m, m)}`` for the network input ``(1, 3, S, S)``.
+
+        Only tasks listed in ``info.tasks``; engines without a multi-task set raise.
+        """
+        ...

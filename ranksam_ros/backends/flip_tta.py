@@ -64,6 +64,10 @@ class FlipTTABackend:
         """Prompt maps of the original view."""
         return self.inner.predict_prompts(encoded, image)
 
+    def predict_tasks(self, image: np.ndarray, tasks: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Task outputs of the original view."""
+        return self.inner.predict_tasks(image, tasks)
+
     def decode(
         self, encoded: FlipEncoded, coords: np.ndarray, labels: np.ndarray, multimask: bool
     ) -> tuple[np.ndarray, np.ndarray]:

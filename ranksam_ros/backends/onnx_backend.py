@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +37,24 @@ class OnnxBackend:
     """
 
     def __init__(
-        self, export_dir: str | Path, threads: int = 0, int8: bool = False, device: str = "cpu"
+        self,
+        export_dir: str | Path,
+        threads: int = 0,
+        int8: bool = False,
+        device: str = "cpu",
+        tasks: tuple[str, ...] = (),
     ) -> None:
         ort = _import_ort()
         single_threaded_numpy()
         self.export_dir = Path(export_dir)
         self.manifest = read_manifest(self.export_dir)
         graphs = self.manifest["graphs"]
+        available = tuple(graphs.get(names.TASKS, {}).get("tasks", ()))
+        missing = sorted(set(tasks) - set(available))
+        if missing:
+            raise ValueError(
+                f"{self.export_dir}: no task output {missing} (the export has {list(available)})"
+            )
         if int8 and "encoder_int8" not in graphs:
             raise ValueError(
                 f"{self.export_dir}: no accepted int8 encoder (export with --precision int8)"
@@ -62,24 +74,33 @@ class OnnxBackend:
                 raise ImportError("CUDA execution provider missing: pip install onnxruntime-gpu")
             providers.insert(0, "CUDAExecutionProvider")
         self.sessions = {}
-        for name in (names.ENCODER, names.PROMPT_PREDICTOR, names.DECODER):
+        # The multi-task graph is loaded only when tasks are asked for.
+        wanted = (names.ENCODER, names.PROMPT_PREDICTOR, names.DECODER) + (
+            (names.TASKS,) if tasks else ()
+        )
+        for name in wanted:
             key = "encoder_int8" if (name == names.ENCODER and int8) else name
             if key in graphs:
                 path = str(self.export_dir / graphs[key]["file"])
                 self.sessions[name] = ort.InferenceSession(path, options, providers=providers)
         self.decoder_inputs, _ = graph_feeds.graph_io(self.manifest, names.DECODER)
         self.layer_names = list(self.manifest.get("gated_layers", []))
-        self.info = graph_feeds.model_info(
-            self.manifest, "onnxruntime+int8" if int8 else "onnxruntime"
-        )
+        info = graph_feeds.model_info(self.manifest, "onnxruntime+int8" if int8 else "onnxruntime")
+        self.info = dataclasses.replace(info, tasks=tuple(tasks))
 
     @classmethod
-    def from_model(cls, model: str, adapter: str | None = "none", threads: int = 0) -> OnnxBackend:
+    def from_model(
+        cls,
+        model: str,
+        adapter: str | None = "none",
+        threads: int = 0,
+        tasks: tuple[str, ...] = (),
+    ) -> OnnxBackend:
         """An export directory, or a shipped model name whose export is in the cache.
 
         Never exports: a missing export is an error that names the command to run.
         """
-        return cls(resolve_export(model, adapter), threads=threads)
+        return cls(resolve_export(model, adapter), threads=threads, tasks=tasks)
 
     def encode(self, image: np.ndarray) -> Encoded:
         graph_feeds.check_image(image, self.info.input_size)
@@ -101,3 +122,11 @@ class OnnxBackend:
         feeds = graph_feeds.decoder_feeds(encoded, coords, labels, self.decoder_inputs)
         outputs = graph_feeds.run_by_name(self.sessions[names.DECODER], feeds)
         return select_masks(outputs[names.MASKS], outputs[names.IOU], multimask)
+
+    def predict_tasks(self, image: np.ndarray, tasks: tuple[str, ...]) -> dict[str, np.ndarray]:
+        missing = sorted(set(tasks) - set(self.info.tasks))
+        if missing:
+            raise RuntimeError(f"export {self.export_dir} has no task output {missing}")
+        graph_feeds.check_image(image, self.info.input_size)
+        outputs = graph_feeds.run_by_name(self.sessions[names.TASKS], {names.IMAGE: image})
+        return {task: outputs[names.TASK_PREFIX + task][0] for task in tasks}

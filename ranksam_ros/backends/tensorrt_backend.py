@@ -212,3 +212,7 @@ class TensorRTBackend:
             masks.append(out[names.MASKS])
             iou.append(out[names.IOU])
         return select_masks(np.concatenate(masks), np.concatenate(iou), multimask)
+
+    def predict_tasks(self, image: np.ndarray, tasks: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Multi-task outputs are not built into TensorRT engines (torch or ONNX Runtime)."""
+        raise RuntimeError("task outputs run on the torch and onnxruntime backends")

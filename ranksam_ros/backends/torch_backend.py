@@ -8,6 +8,7 @@ import torch
 from ranksam_ros.backends.base import single_threaded_numpy
 from ranksam_ros.graph.prompts import is_box_prompt
 from ranksam_ros.graph.types import Encoded, ModelInfo, PromptMaps
+from ranksam_ros.modeling.multitask import activate
 from ranksam_ros.modeling.ranksam import RankSam
 
 
@@ -18,14 +19,22 @@ class TorchBackend:
         model: The model (set to eval mode here).
         threads: Intra-op CPU threads (0 keeps torch's default).
         device: ``cpu`` or ``cuda``.
+        task_model: A multi-task set (``MultiTaskSam``) for :meth:`predict_tasks`.
     """
 
-    def __init__(self, model: RankSam, threads: int = 0, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model: RankSam,
+        threads: int = 0,
+        device: str = "cpu",
+        task_model: torch.nn.Module | None = None,
+    ) -> None:
         if threads > 0:
             torch.set_num_threads(threads)
         single_threaded_numpy()
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
+        self.task_model = None if task_model is None else task_model.eval().to(self.device)
         arch = model.arch
         predictor = model.prompt_predictor
         self.info = ModelInfo(
@@ -37,6 +46,7 @@ class TorchBackend:
             class_names=model.class_names,
             prompt_predictor=predictor is not None,
             semantic_head=model.semantic_head is not None,
+            tasks=() if task_model is None else tuple(task_model.tasks),
         )
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -82,3 +92,16 @@ class TorchBackend:
                 embedding, coords_t, labels_t, multimask=multimask, detail=detail
             )
         return logits.cpu().numpy(), iou.cpu().numpy()
+
+    @torch.inference_mode()
+    def predict_tasks(self, image: np.ndarray, tasks: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Activated task outputs ``{task: (C, m, m)}`` of the multi-task set.
+
+        Raises:
+            RuntimeError: no multi-task set was loaded, or it lacks a task.
+        """
+        missing = sorted(set(tasks) - set(self.info.tasks))
+        if missing:
+            raise RuntimeError(f"{self.info.model_id} has no task output {missing}")
+        outputs = self.task_model(self._tensor(image), tuple(tasks))
+        return {task: activate(task, out)[0].cpu().numpy() for task, out in outputs.items()}

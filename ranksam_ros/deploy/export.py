@@ -17,14 +17,16 @@ from ranksam_ros.adapters.registry import kind_of
 from ranksam_ros.config import EXPORT_OPSET, EXPORT_PRECISIONS
 from ranksam_ros.config_loader import to_dict
 from ranksam_ros.graph.manifest import write_manifest
-from ranksam_ros.graph.names import DECODER_DYNAMIC_AXES
+from ranksam_ros.graph.names import DECODER_DYNAMIC_AXES, TASKS
 from ranksam_ros.modeling.build import arch_to_dict
 from ranksam_ros.modeling.export_wrappers import (
     DecoderGraph,
     EncoderGraph,
     PromptPredictorGraph,
+    TaskGraph,
     gated_layers,
     io_names,
+    task_io_names,
 )
 from ranksam_ros.modeling.ranksam import RankSam
 from ranksam_ros.modeling.registry import build_model
@@ -98,6 +100,20 @@ def export_model(
         return _export_all(model_name, out, adapter, precision, opset)
 
 
+def _export_tasks(model_name: str, image: torch.Tensor, out: Path, opset: int) -> dict | None:
+    """The multi-task set's graph when the model ships one (its record), else None."""
+    from ranksam_ros.modeling.registry import resolve_model_dir
+    from ranksam_ros.modeling.task_io import MULTITASK_FILE, load_task_model
+
+    model_dir = resolve_model_dir(model_name)
+    if model_dir is None or not (model_dir / MULTITASK_FILE).is_file():
+        return None
+    task_model = load_task_model(model_name, ()).eval()
+    names = task_io_names(task_model)
+    _export(TaskGraph(task_model), (image,), out / "tasks.onnx", names, opset)
+    return {"file": "tasks.onnx", **names, "dynamic_axes": {}, "tasks": list(task_model.tasks)}
+
+
 def _export_all(
     model_name: str, out: Path, adapter: str | None, precision: str, opset: int
 ) -> Path:
@@ -138,6 +154,9 @@ def _export_all(
         **names["decoder"],
         "dynamic_axes": DECODER_DYNAMIC_AXES,
     }
+    tasks = _export_tasks(model_name, image, out, opset)
+    if tasks is not None:
+        graphs[TASKS] = tasks
     manifest = {
         "model_id": model.model_id,
         "adapter": to_dict(model.adapter_cfg) if model.adapter_cfg else None,

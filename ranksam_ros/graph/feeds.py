@@ -23,6 +23,7 @@ def model_info(manifest: dict, engine: str) -> ModelInfo:
         class_names=tuple(manifest["class_names"]),
         prompt_predictor=names.PROMPT_PREDICTOR in manifest["graphs"],
         semantic_head=names.SEMANTIC in manifest["graphs"][names.ENCODER]["outputs"],
+        tasks=tuple(manifest["graphs"].get(names.TASKS, {}).get("tasks", ())),
     )
 
 

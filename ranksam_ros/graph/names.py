@@ -17,6 +17,8 @@ POINT_LABELS = "point_labels"
 MASKS = "masks"
 IOU = "iou"
 
+TASKS = "tasks"  # graph of a multi-task set: image -> one output per task
+TASK_PREFIX = "task_"  # its outputs: task_<name>, activated (see modeling/multitask.py)
 ENCODER = "encoder"
 PROMPT_PREDICTOR = "prompt_predictor"
 DECODER = "decoder"

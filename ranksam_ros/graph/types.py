@@ -20,6 +20,7 @@ class ModelInfo:
             predictor's; empty without either).
         prompt_predictor: The model proposes point prompts (``predict_prompts`` works).
         semantic_head: Encoding also gives class probabilities (``Encoded.semantic``).
+        tasks: Dense tasks ``predict_tasks`` computes (loaded on request).
     """
 
     model_id: str
@@ -30,6 +31,7 @@ class ModelInfo:
     class_names: tuple[str, ...] = ()
     prompt_predictor: bool = False
     semantic_head: bool = False
+    tasks: tuple[str, ...] = ()
     extras: dict = field(default_factory=dict)
 
 

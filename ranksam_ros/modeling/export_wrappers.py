@@ -15,6 +15,7 @@ from torch import nn
 from ranksam_ros.adapters.gated_rank import GatedRankLinear
 from ranksam_ros.adapters.inject import adapter_layers
 from ranksam_ros.graph import names
+from ranksam_ros.modeling.multitask import activate
 from ranksam_ros.modeling.ranksam import RankSam
 
 
@@ -99,3 +100,27 @@ class DecoderGraph(nn.Module):
         grid = prompt_encoder.image_embedding_size
         dense = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, *grid)
         return self.model.decode_all_tokens(embedding, sparse, dense, detail)
+
+
+class TaskGraph(nn.Module):
+    """``image (1, 3, S, S)`` -> ``task_<name> (1, C, m, m)`` per task, activated.
+
+    The multi-task set's trunk runs once and its adapted tail once per task (the tensor
+    update stays a low-rank branch in the graph, one batched pass for every task).
+    """
+
+    def __init__(self, task_model: nn.Module) -> None:
+        super().__init__()
+        self.task_model = task_model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.task_model(image)
+        return tuple(activate(task, outputs[task]) for task in self.task_model.tasks)
+
+
+def task_io_names(task_model: nn.Module) -> dict[str, list[str]]:
+    """IO names of a :class:`TaskGraph`."""
+    return {
+        "inputs": [names.IMAGE],
+        "outputs": [names.TASK_PREFIX + task for task in task_model.tasks],
+    }

@@ -97,3 +97,16 @@ class MultiTaskSam(nn.Module):
             chunk = slice(position * batch, (position + 1) * batch)
             out[task] = self.heads[task](embedding[chunk], image_pe, fine[chunk])
         return out
+
+
+def activate(task: str, logits: torch.Tensor) -> torch.Tensor:
+    """What a task publishes, of the same shape ``(B, C, m, m)`` as its logits.
+
+    ``semantic``: class probabilities (softmax); ``boundary``: probability (sigmoid);
+    ``centre``: heatmap probability, then the raw (x, y) offsets in mask-grid cells.
+    """
+    if task == "semantic":
+        return torch.softmax(logits, dim=1)
+    if task == "boundary":
+        return torch.sigmoid(logits)
+    return torch.cat([torch.sigmoid(logits[:, :1]), logits[:, 1:]], dim=1)

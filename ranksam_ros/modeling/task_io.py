@@ -81,3 +81,31 @@ def load_multitask(path: str | Path, base: RankSam) -> MultiTaskSam:
         raise ValueError(f"{path}: adapter tensors do not fit {base.model_id}")
     base.sam.image_encoder.load_state_dict(adapters, strict=False)  # adapter keys: checked
     return model.eval()
+
+
+MULTITASK_FILE = "multitask.safetensors"
+
+
+def load_task_model(model: str, tasks: tuple[str, ...]) -> MultiTaskSam:
+    """The multi-task set shipped with ``model`` (a shipped name or model directory).
+
+    A fresh copy of the foundation carries it, so the segmentation model's own adapters
+    (e.g. gated ones on every encoder block) stay as they are.
+
+    Raises:
+        FileNotFoundError: the model has no multi-task set.
+        ValueError: a requested task the set has no head for.
+    """
+    from ranksam_ros.modeling.registry import build_model, resolve_model_dir
+
+    model_dir = resolve_model_dir(model)
+    path = None if model_dir is None else model_dir / MULTITASK_FILE
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"model {model} has no multi-task set ({MULTITASK_FILE})")
+    task_model = load_multitask(path, build_model(str(model_dir)))
+    missing = sorted(set(tasks) - set(task_model.tasks))
+    if missing:
+        raise ValueError(
+            f"model {model} has no task head for {missing}; its tasks: {list(task_model.tasks)}"
+        )
+    return task_model
