@@ -30,7 +30,11 @@ REPORT_KEYS = {
 
 
 def test_summary_means_and_large_split():
-    rows = [(3, 5000, 0.9, 0.8, 0.85), (3, 100, 0.5, 0.4, 0.5), (8, 2000, 0.7, 0.6, 0.6)]
+    rows = [
+        (3, 5000, 0.9, 0.8, 0.85, 0.6, 0.5),
+        (3, 100, 0.5, 0.4, 0.5, 0.3, 0.2),
+        (8, 2000, 0.7, 0.6, 0.6, 0.9, 0.8),
+    ]
     report = summarize_segments(rows, CAMVID_CLASSES, large_area=1000)
     assert math.isclose(report["miou"], 0.7)
     assert math.isclose(report["miou_large"], 0.8)
@@ -39,6 +43,25 @@ def test_summary_means_and_large_split():
     assert math.isclose(report["miou_large_unclipped"], 0.725)
     assert report["class_iou"] == {"road": pytest.approx(0.7), "car": pytest.approx(0.7)}
     assert report["segments"] == 3 and report["segments_large"] == 2
+    assert math.isclose(report["boundary_iou"], 0.6)
+    assert math.isclose(report["boundary_iou_001"], 0.5)
+    assert math.isclose(report["boundary_iou_large"], 0.75)
+    assert report["class_boundary_iou"] == {"road": pytest.approx(0.45), "car": pytest.approx(0.9)}
+
+
+def test_boundary_iou_scores_the_contour_band_only():
+    from ranksam_ros.eval.segments import boundary_iou
+
+    truth = np.zeros((100, 100), bool)
+    truth[20:80, 20:80] = True
+    assert boundary_iou(truth, truth, 0.02) == 1.0
+    shifted = np.roll(truth, 2, axis=1)
+    # A 2-pixel shift keeps the region IoU high but moves the whole band.
+    region = (truth & shifted).sum() / (truth | shifted).sum()
+    score = boundary_iou(truth, shifted, 0.02)
+    assert region > 0.9 and score < 0.8
+    assert boundary_iou(truth, shifted, 0.01) < score  # a narrower band is stricter
+    assert boundary_iou(truth, np.zeros_like(truth), 0.02) == 0.0
 
 
 def test_box_eval_runs_and_is_deterministic(frames_dir, micro_model):

@@ -18,6 +18,8 @@ MIOU_KEYS = (
     "pq_things",
     "pq_stuff",
     "boundary_f1",
+    "boundary_iou",
+    "boundary_iou_001",
     "miou",
     "miou_large",
     "miou_unclipped",
