@@ -17,6 +17,7 @@ from torch import nn
 
 from ranksam_ros.adapters.base import AdapterConfigBase, AdapterLayer, MergeSelection
 from ranksam_ros.adapters.gated_rank import GatedRankLinear, block_gate
+from ranksam_ros.adapters.prompt_adapter import PromptAdapterBlock
 from ranksam_ros.adapters.registry import ADAPTER_PREFIXES, kind_of
 
 GATE_MODULE = "gated_gate"  # name of a block's gate network (its parameters carry the prefix)
@@ -54,8 +55,11 @@ def _replace(block: nn.Module, name: str, new: nn.Module) -> None:
 def inject_adapters(encoder: nn.Module, cfg: AdapterConfigBase) -> list[str]:
     """Wrap the targeted linears of the selected encoder blocks with the kind's layers.
 
+    Kinds with their own ``inject`` (the decoder's prompt adapter) get the module
+    :func:`~ranksam_ros.adapters.registry.adapter_target` gives them instead.
+
     Args:
-        encoder: An image encoder (modified in place).
+        encoder: An image encoder, or the ``Sam`` for decoder kinds (modified in place).
         cfg: An adapter config (its ``kind`` picks the row of the adapter table).
 
     Returns:
@@ -65,9 +69,11 @@ def inject_adapters(encoder: nn.Module, cfg: AdapterConfigBase) -> list[str]:
         ValueError: a block index is out of range, a pattern matches nothing, or the encoder
             already holds adapters.
     """
+    kind = kind_of(cfg)
+    if kind.inject is not None:  # adapters that do not wrap linears put themselves in
+        return kind.inject(encoder, cfg)
     if any(isinstance(m, AdapterLayer) for m in encoder.modules()):
         raise ValueError("the encoder already has adapters; remove them or build a fresh model")
-    kind = kind_of(cfg)
     blocks = adapter_blocks(encoder)
     chosen = cfg.layers or tuple(range(len(blocks)))
     bad = [i for i in chosen if not 0 <= i < len(blocks)]
@@ -164,6 +170,12 @@ def _unload(encoder: nn.Module, keep_merged: bool) -> None:
         if not keep_merged:
             layer.unmerge()
         _replace(encoder, name, layer.base)
+    for name, module in list(encoder.named_modules()):
+        if isinstance(module, PromptAdapterBlock):  # the decoder's block goes back in place
+            _replace(encoder, name, module.block)
+    for module in list(encoder.modules()):
+        if isinstance(getattr(module, "pa_guide", None), nn.Module):
+            delattr(module, "pa_guide")
     for handle in getattr(encoder, "_adapter_hooks", []):
         handle.remove()
     encoder._adapter_hooks = []

@@ -8,7 +8,11 @@ from torch import nn
 
 from ranksam_ros.adapters.base import AdapterConfigBase
 from ranksam_ros.adapters.inject import adapter_state_dict, inject_adapters
-from ranksam_ros.adapters.registry import legacy_adapter_config, parse_adapter_config
+from ranksam_ros.adapters.registry import (
+    adapter_target,
+    legacy_adapter_config,
+    parse_adapter_config,
+)
 from ranksam_ros.checkpoint import load_tensors, save_tensors
 from ranksam_ros.config_loader import to_dict
 
@@ -17,10 +21,13 @@ ADAPTER_FORMAT = 2
 
 
 def save_adapters(
-    path: str | Path, encoder: nn.Module, cfg: AdapterConfigBase, info: dict | None = None
+    path: str | Path, root: nn.Module, cfg: AdapterConfigBase, info: dict | None = None
 ) -> None:
-    """Write the encoder's adapter tensors and ``cfg`` (plus free-form ``info``) to ``path``."""
-    tensors = adapter_state_dict(encoder)
+    """Write the adapter tensors of ``root`` and ``cfg`` (plus free-form ``info``) to ``path``.
+
+    ``root``: the ``Sam`` or, for encoder kinds, the image encoder.
+    """
+    tensors = adapter_state_dict(adapter_target(root, cfg))
     if not tensors:
         raise ValueError("the encoder has no adapters to save")
     meta = {
@@ -40,8 +47,10 @@ def read_adapter_config(meta: dict, path: str | Path) -> AdapterConfigBase:
     return legacy_adapter_config(meta["adapter"], where)
 
 
-def load_adapters(path: str | Path, encoder: nn.Module) -> AdapterConfigBase:
-    """Inject the adapters described in ``path`` into ``encoder`` and load their weights.
+def load_adapters(path: str | Path, root: nn.Module) -> AdapterConfigBase:
+    """Inject the adapters described in ``path`` into ``root`` and load their weights.
+
+    ``root``: the ``Sam`` (the kind picks its encoder or decoder) or the image encoder.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -49,6 +58,7 @@ def load_adapters(path: str | Path, encoder: nn.Module) -> AdapterConfigBase:
     """
     tensors, meta = load_tensors(path, "adapter")
     cfg = read_adapter_config(meta, path)
+    encoder = adapter_target(root, cfg)
     try:
         inject_adapters(encoder, cfg)
     except ValueError as exc:

@@ -8,12 +8,20 @@ table instead of switching on names.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
 
-from ranksam_ros.adapters.base import AdapterConfigBase, AdapterLayer
+from torch import nn
+
+from ranksam_ros.adapters.base import AdapterConfigBase
 from ranksam_ros.adapters.gated_rank import GatedRankConfig, GatedRankLinear
 from ranksam_ros.adapters.lora import LoraConfig, LoraLinear
+from ranksam_ros.adapters.prompt_adapter import (
+    PromptAdapterBlock,
+    PromptAdapterConfig,
+    inject_prompt_adapter,
+)
 from ranksam_ros.adapters.tensor_lora import TensorLoraConfig, TensorLoraLinear
 from ranksam_ros.config_loader import from_dict
 
@@ -27,12 +35,17 @@ class AdapterKind:
         layer: The :class:`AdapterLayer` subclass that wraps each targeted linear.
         gated: Input-gated: a gate network per block computes the update per image.
         mergeable: The update folds into the base weight without extra information.
+        target: The part of SAM it adapts: ``image_encoder`` (linears of its blocks) or
+            ``mask_decoder`` (the kind's own ``inject`` puts it into the whole ``Sam``).
+        inject: How to put it in, when not by wrapping the targeted linears.
     """
 
     config: type[AdapterConfigBase]
-    layer: type[AdapterLayer]
+    layer: type[nn.Module]
     gated: bool
     mergeable: bool
+    target: str = "image_encoder"
+    inject: Callable[[nn.Module, Any], list[str]] | None = None
 
 
 ADAPTER_KINDS: dict[str, AdapterKind] = {
@@ -40,12 +53,35 @@ ADAPTER_KINDS: dict[str, AdapterKind] = {
     "lora": AdapterKind(LoraConfig, LoraLinear, gated=False, mergeable=True),
     # Mergeable one task at a time (MergeSelection(task=t)).
     "tensor_lora": AdapterKind(TensorLoraConfig, TensorLoraLinear, gated=False, mergeable=False),
+    # PA-SAM: inside the mask decoder (a wrapped two-way block and a guiding branch).
+    "prompt_adapter": AdapterKind(
+        PromptAdapterConfig,
+        PromptAdapterBlock,
+        gated=False,
+        mergeable=False,
+        target="mask_decoder",
+        inject=inject_prompt_adapter,
+    ),
 }
 
 # The type of an adapter config anywhere in a config file (TrainConfig.adapter).
 AdapterConfig = Union[tuple(kind.config for kind in ADAPTER_KINDS.values())]  # noqa: UP007
 
 ADAPTER_PREFIXES = tuple(kind.layer.prefix for kind in ADAPTER_KINDS.values())
+
+
+def adapter_target(root: nn.Module, cfg: AdapterConfigBase) -> nn.Module:
+    """The module an adapter of ``cfg`` goes into: the encoder, or the whole ``Sam``.
+
+    ``root`` is a ``Sam`` (its part is picked by the kind's target) or already the image
+    encoder (encoder kinds only).
+    """
+    kind = kind_of(cfg)
+    if not hasattr(root, "image_encoder"):
+        if kind.target != "image_encoder":
+            raise ValueError(f"a {cfg.kind} adapter goes into SAM's {kind.target}: pass the Sam")
+        return root
+    return root.image_encoder if kind.target == "image_encoder" else root
 
 
 def adapter_kind(name: str) -> AdapterKind:

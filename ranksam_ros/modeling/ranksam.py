@@ -14,6 +14,12 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from ranksam_ros.adapters.inject import active_ranks
+from ranksam_ros.adapters.prompt_adapter import (
+    GUIDE_CHANNELS,
+    PromptAdapterBlock,
+    guide_input,
+    prompt_adapter_block,
+)
 from ranksam_ros.adapters.registry import AdapterConfig
 from ranksam_ros.config import SamArchConfig
 from ranksam_ros.graph.prompts import select_masks
@@ -96,12 +102,33 @@ class RankSam(nn.Module):
             ``(B, C, g, g)`` and ``(B, C', m, m)``: the conv encoder's fine features, or the
             detail head's, or None.
         """
+        embedding, detail = self._encode(images)
+        if self.prompt_adapter is not None:  # its guiding branch reads image and edges
+            guide = guide_input(images, self.arch.mask_size)
+            detail = guide if detail is None else torch.cat([detail, guide], dim=1)
+        return embedding, detail
+
+    def _encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.fine_features:
             return self.sam.image_encoder.forward_features(images)
         embedding = self.sam.image_encoder(images)
         if self.detail_head is None:
             return embedding, None
         return embedding, self.detail_head.image_features(images, self.arch.mask_size)
+
+    @property
+    def prompt_adapter(self) -> PromptAdapterBlock | None:
+        """The PA-SAM adapter block inside the mask decoder, if one was injected."""
+        return prompt_adapter_block(self.sam.mask_decoder)
+
+    def _split_detail(
+        self, detail: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Per-image detail -> (fine or detail-head features, prompt-adapter guide input)."""
+        if self.prompt_adapter is None or detail is None:
+            return detail, None
+        own = detail[:, :-GUIDE_CHANNELS] if detail.shape[1] > GUIDE_CHANNELS else None
+        return own, detail[:, -GUIDE_CHANNELS:]
 
     def semantic_logits(self, embedding: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
         """Dense class logits ``(B, K, m, m)`` of the semantic head.
@@ -111,7 +138,7 @@ class RankSam(nn.Module):
         """
         if self.semantic_head is None:
             raise ValueError(f"model {self.model_id} has no semantic head")
-        return self.semantic_head(embedding, detail)
+        return self.semantic_head(embedding, self._split_detail(detail)[0])
 
     def semantic_probs(self, embedding: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(B, K, m, m)`` of the semantic head."""
@@ -172,6 +199,15 @@ class RankSam(nn.Module):
             Logits ``(N, 4, m, m)`` and predicted IoU ``(N, 4)``.
         """
         decoder = self.sam.mask_decoder
+        detail, guide = self._split_detail(detail)
+        adapter = self.prompt_adapter
+        if adapter is not None:
+            if guide is None:
+                raise ValueError(f"model {self.model_id} has a prompt adapter: pass detail=")
+            adapter.guide = decoder.pa_guide(guide).flatten(2).transpose(1, 2)
+            if adapter.mine:  # placeholder prompts the mined points take over
+                filler = self.sam.prompt_encoder.not_a_point_embed.weight
+                sparse = torch.cat([sparse, filler.expand(len(sparse), 2 * adapter.points, -1)], 1)
         args = {
             "image_embeddings": embedding,
             "image_pe": self.sam.prompt_encoder.get_dense_pe(),

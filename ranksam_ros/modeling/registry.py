@@ -143,7 +143,7 @@ def _attach_adapter(model: RankSam, adapter: str, model_dir: Path | None) -> Non
                 f"model {model_dir.name} has no adapter {adapter!r}; available: "
                 f"{', '.join(available) or 'none'}, or give a file path"
             )
-    model.adapter_cfg = load_adapters(path, model.sam.image_encoder)
+    model.adapter_cfg = load_adapters(path, model.sam)
     model.model_id = f"{model.model_id}+{path.stem}"
 
 

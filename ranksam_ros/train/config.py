@@ -54,6 +54,8 @@ class LossConfig:
     # (median frequency / frequency) ** semantic_class_balance over the training frames.
     semantic_weight: float = 0.0
     semantic_class_balance: float = 0.5
+    # PA-SAM's auxiliary losses (uncertainty band, refined and coarse maps) of a prompt adapter.
+    prompt_adapter_weight: float = 1.0
     point_samples: int = 4096
     iou_samples: int = 1024
 
@@ -79,6 +81,10 @@ class TrainConfig:
     model: str = "tiny"
     init: str = ""
     freeze: tuple[str, ...] = ()
+    # Regular expressions (fullmatch) of parameter names that train, e.g. the decoder parts
+    # PA-SAM retrains (`sam.mask_decoder.output_upscaling.*`); with an adapter stage, besides
+    # the adapter. Empty: the stage's default (freeze decides for the foundation stage).
+    trainable: tuple[str, ...] = ()
     adapter: AdapterConfig | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

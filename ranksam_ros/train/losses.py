@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 
@@ -177,3 +179,27 @@ def centernet_focal(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     pos_loss = -((1 - prob) ** 2 * torch.log(prob))[positive].sum()
     neg_loss = -((1 - target) ** 4 * prob**2 * torch.log(1 - prob))[~positive].sum()
     return (pos_loss + neg_loss) / positive.sum().clamp_min(1)
+
+
+def prompt_adapter_losses(maps: dict[str, torch.Tensor], masks: torch.Tensor) -> torch.Tensor:
+    """PA-SAM's auxiliary losses on the token grid, summed over prompts.
+
+    The uncertainty map learns where a cell is part object, part background (the boundary
+    band); the refined map is trained where it is uncertain, the coarse map elsewhere.
+
+    Args:
+        maps: ``uncertainty``, ``refined``, ``coarse`` logits ``(N, g*g)`` of the adapter.
+        masks: Target masks ``(N, S, S)`` on the padded input.
+    """
+    grid = int(round(maps["uncertainty"].shape[1] ** 0.5))
+    share = F.interpolate(masks[:, None], (grid, grid), mode="area").flatten(1)
+    band = ((share > 0.05) & (share < 0.95)).float()
+    inside = (share > 0.5).float()
+    uncertain = torch.sigmoid(maps["uncertainty"].detach()) >= 0.5
+    bce = partial(F.binary_cross_entropy_with_logits, reduction="none")
+    per_cell = (
+        bce(maps["uncertainty"], band)
+        + torch.where(uncertain, bce(maps["refined"], inside), torch.zeros_like(band))
+        + torch.where(uncertain, torch.zeros_like(band), bce(maps["coarse"], inside))
+    )
+    return per_cell.mean(dim=1).sum()

@@ -11,6 +11,7 @@ from ranksam_ros.train.config import LossConfig
 from ranksam_ros.train.losses import (
     importance_coords,
     mask_losses,
+    prompt_adapter_losses,
     sample_logits,
     sample_targets,
 )
@@ -52,7 +53,7 @@ class PromptedLoss(nn.Module):
             logits_at = logits[..., : crop[0], : crop[1]].flatten(2)
             target = target[..., : crop[0], : crop[1]].flatten(2)
             iou_logits, iou_target = logits_at.detach(), target
-        return mask_losses(
+        loss, hit = mask_losses(
             logits_at,
             iou,
             target,
@@ -63,6 +64,10 @@ class PromptedLoss(nn.Module):
             iou_logits=iou_logits,
             iou_target=iou_target,
         )
+        adapter = self.model.prompt_adapter
+        if adapter is not None and cfg.prompt_adapter_weight > 0:
+            loss = loss + cfg.prompt_adapter_weight * prompt_adapter_losses(adapter.maps, masks)
+        return loss, hit
 
     def forward(self, samples: list[Sample]) -> tuple[torch.Tensor, dict[str, float]]:
         images = torch.stack([s.image for s in samples])

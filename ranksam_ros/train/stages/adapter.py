@@ -1,31 +1,44 @@
-"""Adapter stage: only the encoder adapters train, on degraded frames; SAM stays frozen."""
+"""Adapter stage: an adapter kind trains on frozen SAM, optionally with named SAM parts.
+
+Encoder adapters train on degraded frames, the decoder's prompt adapter on clean ones.
+
+The result is the adapter file; when ``trainable`` also unfroze SAM parts (PA-SAM retrains the
+decoder's upscaling, hypernetworks and mask tokens), the model file with those parts is
+written beside it, and the two load together.
+"""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ranksam_ros.adapters.gated_rank import GatedRankLinear
 from ranksam_ros.adapters.inject import (
-    adapter_state_dict,
     inject_adapters,
+    is_adapter_param,
     mark_only_adapters_trainable,
+    remove_adapters,
 )
 from ranksam_ros.adapters.io import save_adapters
-from ranksam_ros.adapters.registry import kind_of
+from ranksam_ros.adapters.prompt_adapter import PromptAdapterBlock
+from ranksam_ros.adapters.registry import adapter_target, kind_of
 from ranksam_ros.modeling.ranksam import RankSam
-from ranksam_ros.modeling.registry import build_model
+from ranksam_ros.modeling.registry import build_model, save_model
 from ranksam_ros.train.samples import Sample, make_sample
 from ranksam_ros.train.stages.base import TrainingStage
+from ranksam_ros.train.stages.foundation import matches
 from ranksam_ros.train.step import PromptedLoss
 
 GATE_PARAMS = "gated_gate"  # gate networks train at their own rate (optim.gate_lr)
+MODEL_FILE = "model.safetensors"
 
 
 class AdapterStage(TrainingStage):
-    """Prompted mask loss through the adapted encoder (+ the gates' rank budget)."""
+    """Prompted mask loss through the adapted model (+ the gates' rank budget)."""
 
     output_file = "adapter.safetensors"
 
@@ -34,9 +47,12 @@ class AdapterStage(TrainingStage):
         if self.cfg.adapter is None:
             raise ValueError("stage=adapter needs an adapter section (adapter.kind ...)")
         model = build_model(self.cfg.model)
-        inject_adapters(model.sam.image_encoder, self.cfg.adapter)
+        inject_adapters(adapter_target(model.sam, self.cfg.adapter), self.cfg.adapter)
         model.adapter_cfg = self.cfg.adapter
         mark_only_adapters_trainable(model)
+        for name, param in model.named_parameters():
+            if matches(name, self.cfg.trainable):
+                param.requires_grad_(True)
         return model.train()
 
     def build_loss(self) -> nn.Module:
@@ -46,22 +62,26 @@ class AdapterStage(TrainingStage):
         return make_sample(self.folder, index, self.model.arch, self.cfg.data, rng)
 
     def trained_module(self) -> nn.Module:
-        return self.model.sam.image_encoder
+        return self.model
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return adapter_state_dict(self.trained_module())
+        """The adapter tensors and every other parameter that trains."""
+        trained = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        return {
+            k: v for k, v in self.model.state_dict().items() if k in trained or is_adapter_param(k)
+        }
 
     def load_trainable_state(self, state: dict[str, torch.Tensor], source: str) -> None:
-        """Every adapter tensor, and nothing else, must be in ``state`` with its shape."""
+        """Exactly the keys of :meth:`trainable_state`, with their shapes."""
         expected = self.trainable_state()
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         shapes = [k for k in expected if k in state and state[k].shape != expected[k].shape]
         if missing or unexpected or shapes:
             raise ValueError(
-                f"{source}: adapter state does not fit (missing {missing[:3]}, unexpected "
+                f"{source}: trained state does not fit (missing {missing[:3]}, unexpected "
                 f"{unexpected[:3]}, shape mismatch {shapes[:3]})"
             )
-        self.trained_module().load_state_dict(state, strict=False)  # adapter keys: checked
+        self.model.load_state_dict(state, strict=False)  # exactly the trained keys: checked
 
     def param_groups(self) -> list[dict]:
         optim = self.cfg.optim
@@ -76,5 +96,19 @@ class AdapterStage(TrainingStage):
 
     def save(self, out_dir: Path, info: dict) -> Path:
         path = out_dir / self.output_file
-        save_adapters(path, self.model.sam.image_encoder, self.cfg.adapter, info)
+        save_adapters(path, self.model.sam, self.cfg.adapter, info)
+        if self.cfg.trainable:  # SAM parts trained too: the adapter needs this model
+            save_model(out_dir / MODEL_FILE, _without_adapters(self.model), info)
         return path
+
+
+def _without_adapters(model: RankSam) -> RankSam:
+    """A copy of ``model`` as plain SAM (adapters taken out), for its model file."""
+    for module in model.modules():  # per-call tensors of the last pass: not state, not copied
+        if isinstance(module, PromptAdapterBlock):
+            module.guide, module.maps = None, {}
+        elif isinstance(module, GatedRankLinear):
+            module.gates = None
+    plain = copy.deepcopy(model)
+    remove_adapters(adapter_target(plain.sam, model.adapter_cfg))
+    return plain

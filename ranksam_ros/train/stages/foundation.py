@@ -8,6 +8,7 @@ decoder or a head trains. ``init`` starts from one of our checkpoints (a later p
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,11 @@ from ranksam_ros.modeling.registry import build_model, save_model
 from ranksam_ros.train.samples import Sample, class_weights, make_sample
 from ranksam_ros.train.stages.base import TrainingStage
 from ranksam_ros.train.step import PromptedLoss
+
+
+def matches(name: str, patterns: tuple[str, ...]) -> bool:
+    """``name`` fully matches one of the regular expressions."""
+    return any(re.fullmatch(pattern, name) for pattern in patterns)
 
 
 def model_part(name: str) -> str:
@@ -42,7 +48,10 @@ class FoundationStage(TrainingStage):
                 if name in model.heads():
                     model.heads()[name].load_state_dict(head.state_dict())
         for name, param in model.named_parameters():
-            param.requires_grad_(model_part(name) not in cfg.freeze)
+            if cfg.trainable:
+                param.requires_grad_(matches(name, cfg.trainable))
+            else:
+                param.requires_grad_(model_part(name) not in cfg.freeze)
         return model.train()
 
     def build_loss(self) -> nn.Module:
