@@ -16,14 +16,18 @@ read from its summary.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ranksam_ros.config import TrackingConfig
 from ranksam_ros.data.task_targets import thing_instances
-from ranksam_ros.pipeline.result import Segmentation
+from ranksam_ros.pipeline.result import Instance, Segmentation
+from ranksam_ros.pipeline.tracking import Tracker
 
+BASELINE = "fresh ids every frame (baseline)"
 METRICS = (
     "idf1",
     "idp",
@@ -155,3 +159,57 @@ class TrackingScorer:
         values = {name: float(frame[name].iloc[0]) for name in METRICS}
         values["mean_matched_iou"] = 1.0 - values.pop("motp")
         return values
+
+
+def as_detections(truth: FrameObjects) -> Segmentation:
+    """Ground-truth objects as a result without ids: what a perfect segmenter would give.
+
+    Tracking these isolates association (motion, gates, assignment) from segmentation errors.
+    """
+    height, width = truth.masks.shape[1:]
+    result = Segmentation.empty((height, width))
+    for index, (mask, class_id) in enumerate(zip(truth.masks, truth.classes), start=1):
+        ys, xs = np.nonzero(mask)
+        box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+        centre = (float(xs.mean()), float(ys.mean()))
+        result.instances.append(
+            Instance(index, int(class_id), "", 1.0, 1.0, box, int(mask.sum()), mask, centre, 1.0)
+        )
+    return result
+
+
+class TrackingRun:
+    """The baseline and tracker variants scored on one kind of detections.
+
+    Args:
+        variants: Row name -> tracker settings.
+        things: Class ids whose instances are scored.
+        match_iou: Mask IoU a match needs.
+    """
+
+    def __init__(
+        self, variants: dict[str, TrackingConfig], things: tuple[int, ...], match_iou: float
+    ) -> None:
+        self.things = things
+        self.trackers = {name: Tracker(cfg) for name, cfg in variants.items()}
+        self.scorers = {name: TrackingScorer(match_iou) for name in (BASELINE, *variants)}
+        self.update_ms: dict[str, list[float]] = {name: [] for name in variants}
+
+    def add(self, index: int, stamp: float, result: Segmentation, truth: FrameObjects) -> None:
+        """Frame ``index`` at ``stamp`` seconds: its result and its ground truth."""
+        self.scorers[BASELINE].add(truth, fresh_ids(hypotheses(result, self.things), index))
+        for name, tracker in self.trackers.items():  # each rewrites the result's track ids
+            started = time.perf_counter()
+            tracker.update(result, stamp)
+            self.update_ms[name].append((time.perf_counter() - started) * 1000.0)
+            self.scorers[name].add(truth, hypotheses(result, self.things))
+
+    def rows(self) -> dict[str, dict[str, float]]:
+        """Row name -> scores (and, for trackers, ``tracking_ms_mean`` / ``_p95``)."""
+        rows = {}
+        for name, scorer in self.scorers.items():
+            rows[name] = scorer.summary()
+            if self.update_ms.get(name):
+                rows[name]["tracking_ms_mean"] = float(np.mean(self.update_ms[name]))
+                rows[name]["tracking_ms_p95"] = float(np.percentile(self.update_ms[name], 95))
+        return rows

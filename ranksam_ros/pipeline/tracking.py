@@ -71,6 +71,11 @@ class MaskCrop:
         union = self.area + other.area - inter
         return inter / union if union else 0.0
 
+    def box(self) -> tuple[int, int, int, int]:
+        """Its inclusive box ``(x0, y0, x1, y1)`` in the frame."""
+        height, width = self.crop.shape
+        return self.x0, self.y0, self.x0 + width - 1, self.y0 + height - 1
+
 
 @dataclass
 class Track:
@@ -204,23 +209,33 @@ class Tracker:
     def _cost_matrix(
         self, instances: list[Instance], crops: list[MaskCrop], stamp: float
     ) -> np.ndarray:
-        """``(T, N)`` costs, :data:`_BLOCKED` where a gate fails."""
-        cfg = self.cfg
-        cost = np.full((len(self.tracks), len(instances)), _BLOCKED)
-        centres = np.array([_centre_and_diagonal(inst.box)[0] for inst in instances])
-        classes = np.array([inst.class_id for inst in instances])
-        for row, track in enumerate(self.tracks):
-            predicted = track.predicted_centre(stamp, cfg.motion)
-            shift = np.rint(predicted - track.centre).astype(int)
-            distance = np.hypot(*(centres - predicted).T) / max(track.diagonal, 1.0)
-            for col, crop in enumerate(crops):
-                if cfg.class_gating and classes[col] != track.class_id:
-                    continue
-                iou = track.mask.iou(crop, int(shift[0]), int(shift[1]))
-                overlaps = iou > 0 and iou >= cfg.min_iou
-                if overlaps or distance[col] <= cfg.max_distance:
-                    cost[row, col] = 1.0 - iou + cfg.distance_weight * distance[col]
-        return cost
+        """``(T, N)`` costs, :data:`_BLOCKED` where a gate fails.
+
+        Gates and distances are computed for all pairs at once; the mask IoU (the pixel work)
+        only for pairs of the same class whose boxes touch once the track is moved.
+        """
+        cfg, tracks = self.cfg, self.tracks
+        boxes = np.array([inst.box for inst in instances], np.float64)  # (N, 4)
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+        last = np.array([t.centre for t in tracks])  # (T, 2)
+        predicted = np.array([t.predicted_centre(stamp, cfg.motion) for t in tracks])
+        shifts = np.rint(predicted - last).astype(int)
+        diagonals = np.array([max(t.diagonal, 1.0) for t in tracks])
+        distance = np.linalg.norm(centres[None] - predicted[:, None], axis=2) / diagonals[:, None]
+        same_class = (
+            np.array([t.class_id for t in tracks])[:, None]
+            == np.array([inst.class_id for inst in instances])[None, :]
+        )
+        allowed = same_class if cfg.class_gating else np.ones_like(same_class)
+        moved = np.array([t.mask.box() for t in tracks], np.float64) + np.tile(shifts, 2)
+        touch = (moved[:, None, 0] <= boxes[None, :, 2]) & (boxes[None, :, 0] <= moved[:, None, 2])
+        touch &= (moved[:, None, 1] <= boxes[None, :, 3]) & (boxes[None, :, 1] <= moved[:, None, 3])
+        iou = np.zeros(distance.shape)
+        for row, col in np.argwhere(touch & allowed):
+            iou[row, col] = tracks[row].mask.iou(crops[col], *shifts[row].tolist())
+        overlaps = (iou > 0) & (iou >= cfg.min_iou)
+        ok = allowed & (overlaps | (distance <= cfg.max_distance))
+        return np.where(ok, 1.0 - iou + cfg.distance_weight * distance, _BLOCKED)
 
     def _continue(self, track: Track, inst: Instance, crop: MaskCrop, stamp: float) -> None:
         centre, diagonal = _centre_and_diagonal(inst.box)
