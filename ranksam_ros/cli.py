@@ -56,6 +56,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         rate=args.rate,
         duration=args.duration,
         live=live,
+        depth=args.depth,
     )
     return 0
 
@@ -220,6 +221,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=2.0, help="looping input rate (Hz)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of replay")
     p.add_argument("--offline", action="store_true", help="skip ROS 2: segment in-process only")
+    p.add_argument(
+        "--depth", help="depth files aligned to the frames (see make-bag --depth): 3D in the node"
+    )
     p.set_defaults(func=_cmd_demo)
 
 

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> dict:
         BackendConfig(model=args.model, adapter=args.adapter, threads=args.threads)
     )
     pipeline = Pipeline(backend)
-    linker = GroundTruthLinker(things, min_area=args.min_area, link_iou=args.link_iou)
+    linker = GroundTruthLinker(things, args.min_area, args.link_iou, args.gt_max_gap)
     ious = {"pipeline": args.match_iou, "pipeline_lenient": LENIENT_IOU}
     ious["gt_detections"] = args.match_iou
     runs = {key: TrackingRun(VARIANTS, things, iou) for key, iou in ious.items()}
@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> dict:
         "match_iou": args.match_iou,
         "gt_min_area": args.min_area,
         "gt_link_iou": args.link_iou,
+        "gt_max_gap": args.gt_max_gap,
         "gt_objects": gt_objects,
         "gt_tracks": len(gt_ids),
         "instances_per_frame": instances / max(count, 1),
@@ -135,6 +136,7 @@ def main() -> None:
     parser.add_argument("--match-iou", type=float, default=0.5)
     parser.add_argument("--min-area", type=int, default=64, help="smaller GT components ignored")
     parser.add_argument("--link-iou", type=float, default=0.1, help="GT linking overlap")
+    parser.add_argument("--gt-max-gap", type=int, default=2, help="frames a GT track may miss")
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     args = parser.parse_args()
     started = time.perf_counter()
@@ -163,7 +165,9 @@ def main() -> None:
         f"pedestrian or bicyclist. Ground truth: thing-class connected components of at "
         f"least {report['gt_min_area']} px ({report['gt_objects']} objects in "
         f"{report['gt_tracks']} tracks), linked frame to frame by mask IoU >= "
-        f"{report['gt_link_iou']} with `linear_sum_assignment`. Scores: `motmetrics`, "
+        f"{report['gt_link_iou']} with `linear_sum_assignment`, across gaps of up to "
+        f"{report['gt_max_gap']} frames (an object below the area limit or hidden for a frame "
+        f"keeps its id). Scores: `motmetrics`, "
         f"class-agnostic, distance 1 - mask IoU. Tracking time is the "
         f"`Tracker.update` call per frame (the pipeline itself took "
         f"{report['pipeline_ms_mean']:.0f} ms per frame here). Command: `{command}` "

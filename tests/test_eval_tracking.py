@@ -28,17 +28,18 @@ def _label(t: int) -> np.ndarray:
     return label
 
 
-def test_ground_truth_tracks_follow_overlapping_components():
-    linker = GroundTruthLinker((CAR, PERSON), min_area=10)
+@pytest.mark.parametrize("max_gap, same", [(2, True), (1, False)])
+def test_ground_truth_tracks_follow_overlapping_components(max_gap, same):
+    linker = GroundTruthLinker((CAR, PERSON), min_area=10, max_gap=max_gap)
     frames = [linker(_label(t)) for t in range(5)]
     car_ids = {int(f.ids[f.classes == CAR][0]) for f in frames}
     person_ids = {int(f.ids[f.classes == PERSON][0]) for f in frames[:3]}
     assert len(car_ids) == 1 and len(person_ids) == 1 and car_ids != person_ids
     assert [len(f) for f in frames] == [2, 2, 2, 1, 1]
-    back = _label(4)
-    back[5:50, 90:100] = PERSON  # the person returns after a gap: a new ground-truth track
+    back = _label(5)
+    back[5:50, 90:100] = PERSON  # the person is back after two frames away
     returned = linker(back)
-    assert int(returned.ids[returned.classes == PERSON][0]) not in person_ids
+    assert (int(returned.ids[returned.classes == PERSON][0]) in person_ids) is same
 
 
 def test_a_jump_without_overlap_starts_a_new_ground_truth_track():
@@ -88,3 +89,18 @@ def test_a_swapped_id_is_one_switch_and_misses_are_counted():
     dropped = [hyps[0], FrameObjects.empty((H, W)), hyps[0]]
     missed = _score(truth[:1] * 3, dropped)
     assert missed["num_misses"] == 2 and missed["num_switches"] == 0
+
+
+def test_tracking_run_scores_trackers_against_the_baseline_on_the_same_frames():
+    from ranksam_ros.config import TrackingConfig
+    from ranksam_ros.eval.tracking import BASELINE, TrackingRun, as_detections
+
+    linker = GroundTruthLinker((CAR, PERSON), min_area=10)
+    run = TrackingRun({"tracker": TrackingConfig()}, (CAR, PERSON), match_iou=0.5)
+    for t in range(5):
+        truth = linker(_label(t))
+        run.add(t, float(t), as_detections(truth), truth)
+    rows = run.rows()
+    assert rows["tracker"]["idf1"] == 1.0 and rows["tracker"]["num_switches"] == 0
+    assert rows[BASELINE]["num_switches"] == 6 and "tracking_ms_mean" not in rows[BASELINE]
+    assert rows["tracker"]["tracking_ms_mean"] > 0

@@ -2,9 +2,10 @@
 
 Ground truth: every thing class's connected components of a frame's label map
 (``data/task_targets.thing_instances``, at least ``min_area`` pixels) are the objects; they are
-linked to the previous frame's objects of the same class by mask IoU (at least ``link_iou``)
-with an optimal assignment (``scipy.optimize.linear_sum_assignment``), and an object left
-unlinked starts a new ground-truth track. Two limits follow from the labels: touching objects
+linked to the latest objects of the same class of tracks seen in the last ``max_gap + 1``
+frames by mask IoU (at least ``link_iou``) with an optimal assignment
+(``scipy.optimize.linear_sum_assignment``), and an object left unlinked starts a new
+ground-truth track. Two limits follow from the labels: touching objects
 of one class are one component, and at low frame rates a fast object that overlaps nothing of
 itself in the previous frame starts a new track.
 
@@ -78,40 +79,67 @@ def mask_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
 
 
+@dataclass
+class _LastSeen:
+    """A ground-truth track's latest object: id, mask ``(H, W)`` bool, class, frame index."""
+
+    track_id: int
+    mask: np.ndarray
+    class_id: int
+    frame: int
+
+
 class GroundTruthLinker:
     """Ground-truth tracks from consecutive label maps (one call per frame, in order).
+
+    An object continues a track seen in one of the last ``max_gap + 1`` frames: a pole that
+    drops below ``min_area`` for a frame, or is hidden by a passing car, keeps its id.
 
     Args:
         thing_ids: Class ids whose connected components are objects.
         min_area: Smaller components are left out.
-        link_iou: IoU with the previous frame's object of the same class that continues it.
+        link_iou: IoU with a track's last mask (same class) that continues it.
+        max_gap: Frames a track may be missing and still be continued.
     """
 
-    def __init__(self, thing_ids: tuple[int, ...], min_area: int = 64, link_iou: float = 0.1):
+    def __init__(
+        self,
+        thing_ids: tuple[int, ...],
+        min_area: int = 64,
+        link_iou: float = 0.1,
+        max_gap: int = 2,
+    ) -> None:
         self.thing_ids = tuple(thing_ids)
         self.min_area = min_area
         self.link_iou = link_iou
-        self.previous: FrameObjects | None = None
+        self.max_gap = max_gap
+        self.recent: list[_LastSeen] = []
+        self.frame = -1
         self.next_id = 1
 
     def __call__(self, label: np.ndarray) -> FrameObjects:
         """Objects of label map ``(H, W)`` with ground-truth track ids."""
+        self.frame += 1
         components, classes = thing_instances(label, self.thing_ids, self.min_area)
         count = len(classes)
         masks = components[None] == np.arange(1, count + 1)[:, None, None]
         ids = np.zeros(count, np.int64)
         classes = np.asarray(classes, np.int64)
-        if self.previous is not None and count and len(self.previous):
-            iou = mask_iou_matrix(self.previous.masks, masks)
-            iou[self.previous.classes[:, None] != classes[None, :]] = 0.0
+        live = [r for r in self.recent if self.frame - r.frame <= self.max_gap + 1]
+        if live and count:
+            iou = mask_iou_matrix(np.stack([r.mask for r in live]), masks)
+            iou[np.array([r.class_id for r in live])[:, None] != classes[None, :]] = 0.0
             rows, cols = linear_sum_assignment(-iou)
             for row, col in zip(rows, cols):
                 if iou[row, col] >= self.link_iou:
-                    ids[col] = self.previous.ids[row]
+                    ids[col] = live[row].track_id
         for col in np.flatnonzero(ids == 0):
             ids[col], self.next_id = self.next_id, self.next_id + 1
-        self.previous = FrameObjects(ids, masks, classes)
-        return self.previous
+        continued = set(ids.tolist())
+        self.recent = [r for r in live if r.track_id not in continued] + [
+            _LastSeen(int(i), m, int(c), self.frame) for i, m, c in zip(ids, masks, classes)
+        ]
+        return FrameObjects(ids, masks, classes)
 
 
 def hypotheses(result: Segmentation, thing_ids: tuple[int, ...]) -> FrameObjects:

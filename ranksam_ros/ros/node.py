@@ -4,7 +4,9 @@ configure: check parameter names, read parameters, load the backend (failure -> 
 FAILURE); activate: subscribe; deactivate: unsubscribe; cleanup: release everything.
 Subscriptions only drop the newest frame into a slot; one worker thread runs the model on the
 newest frame of each camera (several cameras share one loaded model) and publishes, so queues
-never build up.
+never build up. After segmenting, the worker gives the instances track ids (one tracker per
+camera) and, with ``depth.enabled``, 3D from the depth image paired by stamp
+(``ros/spatial.py``), outside the model lock.
 """
 
 from __future__ import annotations

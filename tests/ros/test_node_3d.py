@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import depth_scene as scene
@@ -286,3 +287,28 @@ def test_track_ids_in_the_node_stay_and_switch_off(harness_factory):
     assert sorted(i.track_id for i in again.instances) == sorted(first_ids)
     refused = h.node.set_parameters([Parameter("depth.enabled", value=True)])[0]
     assert not refused.successful and "applies at configure" in refused.reason
+
+
+def test_pairing_waits_for_a_depth_image_still_on_its_way(harness_factory):
+    h = harness_factory("depth.enabled=true", "depth.wait_ms=5000.0", "depth.slop_ms=10.0")
+    depth_input, cfg = h.node.cameras[0].depth, h.node.cfg.depth
+    depth_pub = h.peer.create_publisher(Image, "/depth", 10)
+    info_pub = h.peer.create_publisher(CameraInfo, "/camera_info", 10)
+    assert wait_for(
+        lambda: depth_pub.get_subscription_count() and info_pub.get_subscription_count()
+    )
+    info_pub.publish(camera_info(K, _header(1)))
+    depth_pub.publish(depth_image(scene.depth_metres(), _header(1)))
+    assert wait_for(lambda: depth_input.counters.received == 1)
+    late = threading.Timer(
+        0.3, lambda: depth_pub.publish(depth_image(scene.depth_metres(), _header(2, 5_000_000)))
+    )
+    late.start()
+    # Frame at 2 s: only the 1 s depth image is stored, its own (2.005 s) is sent 0.3 s later.
+    found = depth_input.match(2 * 10**9, cfg)
+    assert not isinstance(found, str), found  # without waiting this would be a reason string
+    assert found[0].stamp_ns == 2 * 10**9 + 5_000_000 and found[1] == K
+    # Frame at 1.5 s: a newer depth image is already there, so its own will never come.
+    reason = depth_input.match(1_500_000_000, cfg)
+    assert "no depth image within depth.slop_ms=10" in reason and "500.0 ms away" in reason
+    late.join()
