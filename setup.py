@@ -47,9 +47,10 @@ setup(
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "bags": ["rosbags>=0.10"],
         "tensorrt": ["tensorrt>=8.6,<11"],
-        "eval": ["torchmetrics>=1.3"],
+        "eval": ["torchmetrics>=1.3", "motmetrics>=1.4"],
         "dev": [
             "torchmetrics>=1.3",
+            "motmetrics>=1.4",
             "pytest>=7",
             "ruff>=0.5",
             "onnx>=1.15",

@@ -56,6 +56,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         rate=args.rate,
         duration=args.duration,
         live=live,
+        depth=args.depth,
     )
     return 0
 
@@ -110,6 +111,11 @@ def _cmd_make_bag(args: argparse.Namespace) -> int:
         label_topic=args.label_topic,
         frame_id=args.frame_id,
         overwrite=args.overwrite,
+        depth=args.depth,
+        depth_topic=args.depth_topic,
+        info_topic=args.info_topic,
+        camera_info=args.camera_info,
+        fov_deg=args.fov,
     )
     print(f"wrote {summary['path']} ({summary['storage']}, {summary['frames']} frames)")
     for topic, info in summary["topics"].items():
@@ -145,6 +151,17 @@ def _add_make_bag(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", choices=["mcap", "sqlite3"], help="default: from --out, else mcap")
     p.add_argument("--topic", help="camera topic (default /camera/image_raw[/compressed])")
     p.add_argument("--label-topic", default="/camera/labels")
+    p.add_argument(
+        "--depth",
+        help="folder of depth files aligned to the images, same stems: 16-bit PNG in mm or "
+        ".npy (float m / uint16 mm); adds a depth and a camera_info topic",
+    )
+    p.add_argument("--depth-topic", default="/camera/depth")
+    p.add_argument("--info-topic", default="/camera/camera_info")
+    p.add_argument("--camera-info", help="ROS calibration YAML giving K (with --depth)")
+    p.add_argument(
+        "--fov", type=float, default=60.0, help="without --camera-info: pinhole FOV (deg)"
+    )
     p.add_argument("--frame-id", default="camera")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_cmd_make_bag)
@@ -204,6 +221,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=2.0, help="looping input rate (Hz)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of replay")
     p.add_argument("--offline", action="store_true", help="skip ROS 2: segment in-process only")
+    p.add_argument(
+        "--depth", help="depth files aligned to the frames (see make-bag --depth): 3D in the node"
+    )
     p.set_defaults(func=_cmd_demo)
 
 

@@ -289,6 +289,91 @@ class PipelineConfig:
         _check(0.0 <= self.score_threshold <= 1.0, "score_threshold must be in [0, 1]")
 
 
+MOTION_MODELS = ("none", "constant_velocity")  # track prediction (pipeline/tracking.py)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Track ids across frames (``pipeline/tracking.py``); the node keeps one tracker per camera.
+
+    A detection continues a track when their classes agree (``class_gating``) and either its
+    mask overlaps the track's last mask, moved by the motion model, by ``min_iou`` or its
+    centre lies within ``max_distance`` track-box diagonals of the predicted centre; among
+    those pairs an optimal assignment (``scipy.optimize.linear_sum_assignment``) minimises
+    ``1 - IoU + distance_weight * distance``. A track nobody continues is kept (and moved) for
+    ``max_missed_frames`` frames, then retired; its id is never reused.
+    """
+
+    enabled: bool = True
+    max_missed_frames: int = 5
+    min_iou: float = 0.1
+    # In diagonals of the track's box: at 1-2 Hz (or after dropped frames) masks of the same
+    # object need not overlap at all, the predicted centre still lies close.
+    max_distance: float = 0.75
+    distance_weight: float = 0.5
+    class_gating: bool = True
+    # "constant_velocity": box centres move on at their last velocity (pixels per second of
+    # header stamp); "none": a track is expected where it was last seen.
+    motion: str = "constant_velocity"
+    # Weight of the newest measured velocity against the previous estimate (1 = newest only).
+    velocity_smoothing: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check(self.max_missed_frames >= 0, "tracking.max_missed_frames must be >= 0")
+        _check(0.0 <= self.min_iou <= 1.0, "tracking.min_iou must be in [0, 1]")
+        _check(self.max_distance >= 0, "tracking.max_distance must be >= 0")
+        _check(self.distance_weight >= 0, "tracking.distance_weight must be >= 0")
+        _check_choice("tracking.motion", self.motion, MOTION_MODELS)
+        _check(
+            0.0 < self.velocity_smoothing <= 1.0, "tracking.velocity_smoothing must be in (0, 1]"
+        )
+
+
+@dataclass(frozen=True)
+class DepthConfig:
+    """3D per instance from an aligned depth image (``pipeline/depth3d.py``); off by default.
+
+    The node then subscribes to ``depth`` (sensor_msgs/Image, 16UC1 millimetres or 32FC1
+    metres, aligned to the colour frame) and ``camera_info``, and pairs each colour frame with
+    the depth image whose stamp is nearest, within ``slop_ms``. Positions are medians over the
+    mask eroded by ``erode_px`` (edge pixels mix object and background depth); extents are the
+    ``extent_low``-``extent_high`` percentile range per axis scaled to the full width of an
+    evenly covered surface; fewer than ``min_valid_pixels`` valid depths give NaN.
+    """
+
+    enabled: bool = False
+    slop_ms: float = 15.0
+    # After segmenting, wait this long for a matching depth image still on its way.
+    wait_ms: float = 50.0
+    # Depth images kept for matching (at 30 Hz, 10 cover a third of a second).
+    buffer: int = 10
+    erode_px: int = 2
+    min_valid_pixels: int = 20
+    min_depth_m: float = 0.1
+    max_depth_m: float = 20.0
+    extent_low: float = 5.0
+    extent_high: float = 95.0
+    # ~/points (PointCloud2: x, y, z, instance_id, class_id, track_id), while subscribed.
+    points: bool = True
+    points_stride: int = 4
+    # No depth image for this long while frames arrive: diagnostics warn that depth stopped.
+    timeout_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        _check(self.slop_ms >= 0, "depth.slop_ms must be >= 0")
+        _check(self.wait_ms >= 0, "depth.wait_ms must be >= 0")
+        _check(1 <= self.buffer <= 100, "depth.buffer must be in [1, 100]")
+        _check(self.erode_px >= 0, "depth.erode_px must be >= 0")
+        _check(self.min_valid_pixels >= 1, "depth.min_valid_pixels must be >= 1")
+        _check(0 <= self.min_depth_m < self.max_depth_m, "need 0 <= depth.min_depth_m < max")
+        _check(
+            0.0 <= self.extent_low < self.extent_high <= 100.0,
+            "need 0 <= depth.extent_low < depth.extent_high <= 100",
+        )
+        _check(self.points_stride >= 1, "depth.points_stride must be >= 1")
+        _check(self.timeout_s > 0, "depth.timeout_s must be > 0")
+
+
 RELIABILITIES = ("best_effort", "reliable")  # ROS 2 QoS reliability policies
 
 
@@ -358,6 +443,8 @@ class NodeConfig:
     input: InputConfig = field(default_factory=InputConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
 
     def __post_init__(self) -> None:
         self.backend_config()  # checks backend, tta and threads

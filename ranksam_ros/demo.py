@@ -94,6 +94,7 @@ def run_demo(
     rate: float = 2.0,
     duration: float = 10.0,
     live: bool | None = None,
+    depth: str | Path | None = None,
 ) -> dict:
     """Run the demo and return its summary.
 
@@ -106,6 +107,8 @@ def run_demo(
         rate: Looping input rate of the live replay (Hz).
         duration: Seconds of live replay.
         live: Force (True) or skip (False) the ROS 2 part; None = when importable.
+        depth: Folder of depth files aligned to the frames (``ranksam make-bag --depth``):
+            the live replay then sends depth and camera_info and the node measures 3D.
     """
     check_model(model, adapter)
     out = Path(out_dir)
@@ -115,12 +118,21 @@ def run_demo(
         if not live:
             print("ROS 2 (rclpy, ranksam_msgs) or rosbags is not importable: offline demo only")
     if live:
-        return run_live_demo(out, model, adapter, Path(frames), backend, rate, duration)
+        return run_live_demo(out, model, adapter, Path(frames), backend, rate, duration, depth)
+    if depth is not None:
+        print("--depth needs the live (ROS 2) demo: the offline demo ignores it")
     return run_offline_demo(out, model, adapter, Path(frames), backend)
 
 
 def run_live_demo(
-    out: Path, model: str, adapter: str, frames: Path, backend: str, rate: float, duration: float
+    out: Path,
+    model: str,
+    adapter: str,
+    frames: Path,
+    backend: str,
+    rate: float,
+    duration: float,
+    depth: str | Path | None = None,
 ) -> dict:
     """Bag -> node (own process) -> benchmark report, then an offline pass for mIoU/overlays."""
     from ranksam_ros.bench.bags import load_frames, make_bag
@@ -133,8 +145,12 @@ def run_live_demo(
     has_labels = (frames / "labels").is_dir()
     bag = out / "demo.mcap"
     labels = frames / "labels" if has_labels else None
-    make_bag(frames / "images", bag, 15.0, labels=labels, compressed=True, overwrite=True)
+    make_bag(
+        frames / "images", bag, 15.0, labels=labels, compressed=True, overwrite=True, depth=depth
+    )
     overrides = (f"model={model}", f"adapter={adapter}", f"backend={backend}")
+    if depth is not None:
+        overrides += ("depth.enabled=true",)
     options = BenchOptions(
         bag=str(bag),
         rates=(rate,),

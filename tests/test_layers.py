@@ -107,6 +107,7 @@ class Block:
 
 sys.meta_path.insert(0, Block())
 import ranksam_ros.pipeline.pipeline, ranksam_ros.pipeline.overlay, ranksam_ros.graph.feeds
+import ranksam_ros.pipeline.tracking, ranksam_ros.pipeline.depth3d
 import ranksam_ros.graph.manifest, ranksam_ros.backends.base, ranksam_ros.data.segments
 assert not any(m.split(".")[0] in ("torch", "rclpy", "onnxruntime") for m in sys.modules)
 print("numpy core ok")

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
+from ranksam_ros.bench import depth_bag
 from ranksam_ros.bench.cdr import CdrError, stamp_key
+from ranksam_ros.bench.depth_bag import Companion
 from ranksam_ros.bench.typestore import ranksam_typestore
 from ranksam_ros.data.folder import IMAGE_SUFFIXES, read_label, read_rgb
 
@@ -182,12 +184,18 @@ def make_bag(
     start_ns: int = 1_700_000_000_000_000_000,
     jpeg_quality: int = 90,
     overwrite: bool = False,
+    depth: str | Path | None = None,
+    depth_topic: str = depth_bag.DEFAULT_DEPTH_TOPIC,
+    info_topic: str = depth_bag.DEFAULT_INFO_TOPIC,
+    camera_info: str | Path | None = None,
+    fov_deg: float = 60.0,
 ) -> dict:
     """Write the images of a folder (sorted by name) as a camera stream.
 
     Frame ``i`` gets header stamp and bag time ``start_ns + i / rate``. With ``labels``, the
     class-index PNG of each image (same stem) goes on ``label_topic`` as a mono8 ``Image``
-    with the same stamp.
+    with the same stamp. With ``depth``, each image's depth file goes on ``depth_topic`` and a
+    ``CameraInfo`` on ``info_topic``, same stamp (formats: ``ranksam_ros/bench/depth_bag.py``).
 
     Args:
         images: Folder of images (all the same size).
@@ -202,6 +210,11 @@ def make_bag(
         start_ns: Stamp of the first frame (fixed by default so the bag is reproducible).
         jpeg_quality: JPEG quality for ``compressed``.
         overwrite: Replace an existing ``out``.
+        depth: Optional folder of depth files (aligned to the images).
+        depth_topic: Topic of the depth images.
+        info_topic: Topic of the CameraInfo messages.
+        camera_info: Calibration YAML giving K (default: a pinhole of ``fov_deg``).
+        fov_deg: Horizontal field of view of the default pinhole.
 
     Returns:
         Summary: path, storage, topics with types and counts, frames, rate.
@@ -210,20 +223,30 @@ def make_bag(
         raise BagError(f"rate must be > 0, got {rate}")
     files = _image_files(Path(images))
     label_paths = _label_files(files, Path(labels)) if labels is not None else None
+    depth_paths = depth_bag.depth_files(files, Path(depth)) if depth is not None else None
     topic = topic or (f"{DEFAULT_TOPIC}/compressed" if compressed else DEFAULT_TOPIC)
     msgtype = COMPRESSED if compressed else IMAGE
     store = ranksam_typestore()
     with bag_writer(out, storage, overwrite) as writer:
         camera = writer.add_connection(topic, msgtype, typestore=store)
-        label_conn = None
+        label_conn = depth_conn = info_conn = None
         if label_paths is not None:
             label_conn = writer.add_connection(label_topic, IMAGE, typestore=store)
+        if depth_paths is not None:
+            depth_conn = writer.add_connection(depth_topic, IMAGE, typestore=store)
+            info_conn = writer.add_connection(info_topic, depth_bag.CAMERA_INFO, typestore=store)
         for index, path in enumerate(files):
             stamp = start_ns + round(index * 1e9 / rate)
             header = _header(store, stamp, frame_id)
             rgb = read_rgb(path)
             msg = _jpeg(store, rgb, header, jpeg_quality) if compressed else None
             msg = msg or _image(store, rgb, header, "rgb8")
+            if depth_conn is not None:  # before the frame, as a driver publishes them
+                for kind, item in depth_bag.frame_messages(
+                    store, header, rgb.shape[:2], depth_paths[index], camera_info, fov_deg
+                ):
+                    target = depth_conn if kind == IMAGE else info_conn
+                    writer.write(target, stamp, store.serialize_cdr(item, kind))
             writer.write(camera, stamp, store.serialize_cdr(msg, msgtype))
             if label_conn is not None:
                 label = _image(store, read_label(label_paths[index]), header, "mono8")
@@ -231,6 +254,9 @@ def make_bag(
     topics = {topic: {"type": msgtype, "count": len(files)}}
     if label_paths is not None:
         topics[label_topic] = {"type": IMAGE, "count": len(files)}
+    if depth_paths is not None:
+        topics[depth_topic] = {"type": IMAGE, "count": len(files)}
+        topics[info_topic] = {"type": depth_bag.CAMERA_INFO, "count": len(files)}
     return {
         "path": str(out),
         "storage": storage_for(Path(out), storage),
@@ -298,7 +324,11 @@ def pick_camera_topic(table: dict[str, tuple[str, int]], topic: str | None) -> s
                 f"supported: {', '.join(SUPPORTED_TYPES)}"
             )
         return topic
-    images = [t for t, (kind, _) in table.items() if kind in SUPPORTED_TYPES and "label" not in t]
+    images = [
+        t
+        for t, (kind, _) in table.items()
+        if kind in SUPPORTED_TYPES and "label" not in t and "depth" not in t
+    ]
     if len(images) != 1:
         what = "no image topic" if not images else f"several image topics ({', '.join(images)})"
         raise BagError(f"{what}; pass --topic. Available: {describe_topics(table)}")
@@ -376,3 +406,18 @@ def bag_digest(path: str | Path) -> tuple[str, int]:
             for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest(), size
+
+
+def load_companions(path: str | Path, frames: BagFrames) -> list[Companion]:
+    """Depth and CameraInfo messages of the bag paired with ``frames`` by header stamp.
+
+    Empty when the bag has none (see :func:`ranksam_ros.bench.depth_bag.pick_depth_topics`).
+    """
+    with open_bag(path) as reader:
+        found = depth_bag.pick_depth_topics(topic_table(reader))
+    companions = []
+    for topic, msgtype in found.items():
+        raw = read_topic(path, topic).raw
+        node_topic = depth_bag.NODE_TOPICS[msgtype]
+        companions.append(depth_bag.align(frames.stamp_ns, raw, node_topic, msgtype))
+    return companions

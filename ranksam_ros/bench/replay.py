@@ -20,10 +20,11 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.context import Context
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ranksam_ros.bench.bags import COMPRESSED, BagFrames
 from ranksam_ros.bench.cdr import CdrError, StampSequence, stamp_key, with_stamp
+from ranksam_ros.bench.depth_bag import CAMERA_INFO, Companion
 from ranksam_ros.ros.executor import SpinningExecutor
 from ranksam_ros.ros.qos import make_qos
 
@@ -130,6 +131,7 @@ class BenchNode:
         sample_every: Keep every k-th output to read its stage timings.
         recorder: Optional :class:`ranksam_ros.bench.record.BagRecorder`.
         adapt_qos: Switch to a reliable publisher when the node's input is reliable only.
+        companions: Depth and CameraInfo messages sent just before each frame, with its stamp.
     """
 
     def __init__(
@@ -142,8 +144,10 @@ class BenchNode:
         sample_every: int = 1,
         recorder=None,
         adapt_qos: bool = False,
+        companions: list[Companion] | None = None,
     ) -> None:
         self.frames = frames
+        self.companions = list(companions or [])
         self.input_topic, self.output_topic = input_topic, output_topic
         self.node_name = node_name
         self.recorder = recorder
@@ -158,12 +162,24 @@ class BenchNode:
         self.publisher = self.node.create_publisher(
             self.publisher_type, input_topic, qos(self.input_reliability, 1)
         )
+        self.companion_pubs = self._companion_publishers()
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.monitor_group = MutuallyExclusiveCallbackGroup()
         self.monitor_sub = None
         self.executor = SpinningExecutor(2, context=self.context, name="bench-spin")
         self.executor.add_node(self.node)
         self.executor.start()
+
+    def _companion_publishers(self) -> list:
+        """One publisher per companion topic, with the frames' reliability."""
+        return [
+            self.node.create_publisher(
+                CameraInfo if c.msgtype == CAMERA_INFO else Image,
+                c.node_topic,
+                qos(self.input_reliability, 1),
+            )
+            for c in self.companions
+        ]
 
     # Start-up ----------------------------------------------------------------------------------
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -180,6 +196,9 @@ class BenchNode:
             self.publisher = self.node.create_publisher(
                 self.publisher_type, self.input_topic, qos("reliable", 1)
             )
+            for publisher in self.companion_pubs:
+                self.node.destroy_publisher(publisher)
+            self.companion_pubs = self._companion_publishers()
 
     def remote_parameters(self, names: list[str], timeout: float = 5.0) -> dict:
         """Values of the node's parameters ``names`` through its GetParameters service."""
@@ -275,6 +294,10 @@ class BenchNode:
     # Runs --------------------------------------------------------------------------------------
     def _send(self, index: int, sent: dict[int, int]) -> None:
         stamp = self.stamps.next(time.time_ns())
+        for companion, publisher in zip(self.companions, self.companion_pubs):
+            raw = companion.raw[index]
+            if raw is not None:  # depth first, as a camera driver sends it
+                publisher.publish(with_stamp(raw, stamp))
         data = with_stamp(self.frames.raw[index], stamp)
         sent_at = time.monotonic_ns()
         self.publisher.publish(data)

@@ -20,6 +20,7 @@ from ranksam_ros.bench.bags import (
     COMPRESSED,
     BagFrames,
     bag_digest,
+    load_companions,
     load_frames,
     open_bag,
     pick_label_topic,
@@ -212,10 +213,14 @@ def _start(opts: BenchOptions, frames: BagFrames, values: dict, cfg) -> _Live:
 
             live.recorder = BagRecorder(opts.record, input_topic, frames.msgtype)
         reliability = opts.input_reliability or (None if opts.attach else cfg.input.reliability)
+        companions = load_companions(opts.bag, frames)
+        for companion in companions:
+            _say(opts, f"replaying {companion.available()} {companion.msgtype} on "
+                 f"{companion.node_topic} with the frames")  # fmt: skip
         live.bench = BenchNode(
             frames, input_topic, opts.output_topic, reliability,
             sample_every=opts.sample_every, recorder=live.recorder,
-            adapt_qos=opts.attach and opts.input_reliability is None,
+            adapt_qos=opts.attach and opts.input_reliability is None, companions=companions,
         )  # fmt: skip
         if not opts.attach:
             forced = {k: values[k] for k in ("benchmark_mode", "input.transport")}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 UNASSIGNED = 255  # semantic label of pixels no mask covers
+NAN3 = (float("nan"),) * 3  # a 3D quantity that was not measured
 
 
 @dataclass
@@ -27,6 +28,14 @@ class Instance:
         prompt_index: Which prompt made it: with ``prompt_given``, the index in the given
             ``PromptSet`` (points first, then boxes); otherwise the automatic candidate's.
         prompt_given: True when a given (external) prompt made it.
+        track_id: Id that stays with the object across frames (``pipeline/tracking.py``);
+            0 = not tracked.
+        position: ``(x, y, z)`` metres in the camera's optical frame (x right, y down, z
+            forward), the median over the eroded mask's valid depth (``pipeline/depth3d.py``);
+            NaN without depth or with too few valid depth pixels.
+        extent: ``(x, y, z)`` size in metres along the optical axes (NaN like ``position``).
+        depth_valid_ratio: Share of the (eroded) mask's pixels with valid depth, 0 without
+            depth.
     """
 
     instance_id: int
@@ -41,6 +50,10 @@ class Instance:
     prompt_score: float
     prompt_index: int = -1
     prompt_given: bool = False
+    track_id: int = 0
+    position: tuple[float, float, float] = NAN3
+    extent: tuple[float, float, float] = NAN3
+    depth_valid_ratio: float = 0.0
 
 
 @dataclass

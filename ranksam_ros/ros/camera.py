@@ -1,4 +1,8 @@
-"""One camera's inputs and outputs: newest-frame slot, counters, topics and publishers."""
+"""One camera's inputs and outputs: newest-frame slot, counters, topics and publishers.
+
+A camera also owns its tracker (track ids are per camera) and, with ``depth.enabled``, its
+depth input (``<cam>/depth``, ``<cam>/camera_info``) and the ``~/<cam>/points`` cloud.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ranksam_msgs.msg import SegmentationMasks
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 
-from ranksam_ros.config import InputConfig, OutputConfig
+from ranksam_ros.config import DepthConfig, InputConfig, OutputConfig, TrackingConfig
+from ranksam_ros.pipeline.tracking import Tracker
 from ranksam_ros.ros.conversions import BadImageError, image_to_rgb
+from ranksam_ros.ros.depth_input import DepthInput
 from ranksam_ros.ros.qos import make_qos
 
 
@@ -60,6 +66,8 @@ class CameraCounters:
     stage_ms: deque = field(default_factory=lambda: deque(maxlen=100))
     done_times: deque = field(default_factory=lambda: deque(maxlen=100))
     active_ranks: deque = field(default_factory=lambda: deque(maxlen=100))
+    tracks_live: int = 0
+    tracker_resets: int = 0
 
     def rate_hz(self) -> float:
         """Output rate over the last (up to 100) results."""
@@ -78,10 +86,19 @@ class CameraIO:
         inputs: Transport and QoS of the input.
         outputs: Which outputs and their QoS.
         wake: Event set whenever a frame arrives.
+        tracking: Settings of the camera's tracker.
+        depth: Depth settings; with ``enabled``, the depth input and ``points`` publisher.
     """
 
     def __init__(
-        self, node, name: str, inputs: InputConfig, outputs: OutputConfig, wake: threading.Event
+        self,
+        node,
+        name: str,
+        inputs: InputConfig,
+        outputs: OutputConfig,
+        wake: threading.Event,
+        tracking: TrackingConfig | None = None,
+        depth: DepthConfig | None = None,
     ) -> None:
         self.node = node
         self.name = name
@@ -115,6 +132,14 @@ class CameraIO:
             Image, f"~/{prefix}overlay", make_qos("best_effort", 1)
         )
         self.last_overlay = 0.0
+        self.tracker = Tracker(tracking)
+        depth = depth or DepthConfig()
+        self.depth = DepthInput(node, prefix, inputs, depth) if depth.enabled else None
+        self.points_pub = (
+            node.create_publisher(PointCloud2, f"~/{prefix}points", out_qos)
+            if depth.enabled and depth.points
+            else None
+        )
 
     def subscribe(self) -> None:
         msg_type = CompressedImage if self.inputs.transport == "compressed" else Image
@@ -122,6 +147,8 @@ class CameraIO:
         self.subscription = self.node.create_subscription(
             msg_type, self.input_topic, self._on_frame, qos
         )
+        if self.depth is not None:
+            self.depth.subscribe()
 
     def unsubscribe(self) -> int:
         """Stop taking frames; returns 1 if destroying the subscription failed (logged)."""
@@ -129,7 +156,10 @@ class CameraIO:
         if self.subscription is not None:
             failures = self.node.destroy_entities([self.subscription])
             self.subscription = None
+        if self.depth is not None:
+            failures += self.depth.unsubscribe()
         self.slot.clear()
+        self.tracker.reset()  # a gap of unknown length: old tracks would match by chance
         return failures
 
     def destroy(self) -> int:
@@ -140,11 +170,12 @@ class CameraIO:
             self.semantic_pub,
             self.panoptic_pub,
             self.overlay_pub,
+            self.points_pub,
         )
         failures = self.unsubscribe()
         failures += self.node.destroy_entities([p for p in publishers if p is not None])
         self.masks_pub = self.label_pub = self.semantic_pub = None
-        self.panoptic_pub = self.overlay_pub = None
+        self.panoptic_pub = self.overlay_pub = self.points_pub = None
         return failures
 
     def _on_frame(self, msg) -> None:
@@ -171,6 +202,10 @@ class CameraIO:
         self.node.get_logger().warn(
             f"{self.input_topic}: dropped bad frame: {exc}", throttle_duration_sec=5.0
         )
+
+    def points_wanted(self) -> bool:
+        """True when ``~/points`` exists and someone subscribes to it."""
+        return self.points_pub is not None and self.points_pub.get_subscription_count() > 0
 
     def overlay_due(self, max_rate_hz: float) -> bool:
         """True when someone listens to the overlay and the rate cap allows one now."""

@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 
 import numpy as np
+from geometry_msgs.msg import Point, Vector3
 from PIL import Image as PILImage
 from ranksam_msgs.msg import MaskInstance, Prompt, PromptArray, SegmentationMasks, StageTiming
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
@@ -44,6 +45,8 @@ _TIMING_FIELDS = {
     "postprocess": "postprocess_ms",
     "message": "message_ms",
     "total": "total_ms",
+    "tracking": "tracking_ms",
+    "depth": "depth_ms",
 }
 
 
@@ -51,7 +54,8 @@ class BadImageError(ValueError):
     """An input image message that cannot be turned into an RGB frame (the reason says why)."""
 
 
-def _check_size(width: int, height: int) -> None:
+def check_image_size(width: int, height: int) -> None:
+    """Raise :class:`BadImageError` for a zero dimension or one above :data:`MAX_SIDE`."""
     if width <= 0 or height <= 0:
         raise BadImageError(f"image has a zero dimension ({width}x{height})")
     if width > MAX_SIDE or height > MAX_SIDE:
@@ -82,7 +86,7 @@ def image_to_rgb(msg: Image) -> np.ndarray:
             f"unsupported encoding {msg.encoding!r}; expected one of {', '.join(CHANNELS)}"
         )
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    _check_size(width, height)
+    check_image_size(width, height)
     channels = CHANNELS[encoding]
     row_bytes = width * channels
     if step < row_bytes:
@@ -153,7 +157,7 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     fmt = _compressed_format(msg, data[:8])
     try:
         with PILImage.open(io.BytesIO(data), formats=[fmt]) as image:  # reads the header only
-            _check_size(*image.size)
+            check_image_size(*image.size)
             if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 raise BadImageError(f"{image.mode} (16-bit or float) images are not colour frames")
             image.load()
@@ -264,6 +268,10 @@ def _instance_msg(inst: Instance, given: list[Prompt]) -> MaskInstance:
         roi=RegionOfInterest(x_offset=x, y_offset=y, width=width, height=height),
         area=int(np.count_nonzero(crop)),
         prompt=prompt,
+        track_id=int(inst.track_id),
+        position=Point(**dict(zip("xyz", map(float, inst.position)))),
+        extent=Vector3(**dict(zip("xyz", map(float, inst.extent)))),
+        depth_valid_ratio=float(inst.depth_valid_ratio),
     )
     msg.rle_counts = array.array("I", encode_rle(crop))
     return msg
@@ -290,6 +298,7 @@ def segmentation_to_msg(
     timing: Mapping[str, float],
     frames_dropped: int,
     prompts: PromptArray | None = None,
+    depth_stamp_ns: int = 0,
 ) -> SegmentationMasks:
     """Pipeline result -> ``SegmentationMasks`` with one ROI-cropped RLE per instance.
 
@@ -304,6 +313,7 @@ def segmentation_to_msg(
         frames_dropped: Input frames dropped since the previous output.
         prompts: The external prompts given for this frame, echoed (with their ids) in the
             instances they produced; ``None`` for automatic prompts.
+        depth_stamp_ns: Stamp of the depth image paired with the frame (0 = none).
 
     Returns:
         The message; instances keep ``seg``'s order (best score first).
@@ -318,6 +328,7 @@ def segmentation_to_msg(
     msg.frames_dropped = int(frames_dropped)
     msg.prompts_decoded, msg.prompt_candidates = int(seg.prompts_decoded), int(seg.candidates)
     msg.mean_active_rank = math.nan if seg.active_rank is None else float(seg.active_rank)
+    msg.depth_stamp.sec, msg.depth_stamp.nanosec = divmod(int(depth_stamp_ns), 1_000_000_000)
     times = {**_stage_names(seg.timings_ms), **_stage_names(timing)}
     times.setdefault("message", (time.perf_counter() - start) * 1000.0)
     msg.timing = _stage_timing(times)

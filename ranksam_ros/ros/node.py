@@ -4,7 +4,9 @@ configure: check parameter names, read parameters, load the backend (failure -> 
 FAILURE); activate: subscribe; deactivate: unsubscribe; cleanup: release everything.
 Subscriptions only drop the newest frame into a slot; one worker thread runs the model on the
 newest frame of each camera (several cameras share one loaded model) and publishes, so queues
-never build up.
+never build up. After segmenting, the worker gives the instances track ids (one tracker per
+camera) and, with ``depth.enabled``, 3D from the depth image paired by stamp
+(``ros/spatial.py``), outside the model lock.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from rclpy.timer import Timer
 from ranksam_ros.config import NodeConfig
 from ranksam_ros.pipeline.overlay import draw_overlay
 from ranksam_ros.pipeline.pipeline import Pipeline, PromptSet
-from ranksam_ros.ros import conversions
+from ranksam_ros.ros import conversions, spatial
 from ranksam_ros.ros.camera import CameraIO
+from ranksam_ros.ros.depth_conversions import point_cloud
+from ranksam_ros.ros.depth_input import stamp_ns
 from ranksam_ros.ros.diagnostics import diagnostics_message
 from ranksam_ros.ros.executor import SpinningExecutor
 from ranksam_ros.ros.params import (
@@ -87,8 +91,10 @@ class RankSamNode(LifecycleNode):
             self.pipeline = None
             return TransitionCallbackReturn.FAILURE
         names = list(self.cfg.cameras) or [""]
+        cfg = self.cfg
         self.cameras = [
-            CameraIO(self, n, self.cfg.input, self.cfg.output, self.wake) for n in names
+            CameraIO(self, n, cfg.input, cfg.output, self.wake, cfg.tracking, cfg.depth)
+            for n in names
         ]
         latched = QoSProfile(
             depth=1,
@@ -329,9 +335,10 @@ class RankSamNode(LifecycleNode):
             else:
                 result = pipeline.segment(frame, prompts, auto=auto)
         camera.cache = (frame, msg.header)
+        extras = spatial.apply(camera, cfg.tracking, cfg.depth, result, stamp_ns(msg.header))
         built = time.perf_counter()
         counters = camera.counters
-        timing = {"conversion": conversion_ms}
+        timing = {"conversion": conversion_ms, **extras.timings_ms}
         out = conversions.segmentation_to_msg(
             result,
             msg.header,
@@ -340,7 +347,10 @@ class RankSamNode(LifecycleNode):
             timing,
             counters.dropped_since_output,
             external if prompts is not None else None,
+            depth_stamp_ns=extras.depth_stamp_ns,
         )
+        if extras.points is not None:
+            camera.points_pub.publish(point_cloud(extras.points, msg.header))
         if camera.label_pub is not None:
             camera.label_pub.publish(conversions.label_image(result.instance_ids, msg.header))
         if camera.semantic_pub is not None:
@@ -353,9 +363,7 @@ class RankSamNode(LifecycleNode):
         counters.dropped_since_output = 0
         counters.processed += 1
         counters.done_times.append(time.monotonic())
-        counters.stage_ms.append(
-            {**result.timings_ms, "conversion": conversion_ms, "total": out.timing.total_ms}
-        )
+        counters.stage_ms.append({**result.timings_ms, **timing, "total": out.timing.total_ms})
         if result.active_rank is not None:
             counters.active_ranks.append(result.active_rank)
         if camera.overlay_due(cfg.output.overlay_max_rate_hz):

@@ -36,6 +36,9 @@ STATIC_PREFIXES = (
     "output.depth",
     "output.label_image",
     "output.semantic",
+    "depth.enabled",  # subscriptions and ~/points are made at configure
+    "depth.buffer",
+    "depth.points",
 )
 
 _ARRAY_TYPES = {

@@ -89,6 +89,9 @@ def test_segmentation_masks_and_images_over_dds(nodes, segmentation):
     header = Header(stamp=Time(sec=1_700_000_123, nanosec=456_789_012), frame_id="cam_optical")
     rgb = np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8)
     segmentation.active_rank = 6.25  # NaN (no gated adapters) never compares equal
+    for index, inst in enumerate(segmentation.instances):  # so does NaN 3D (no depth)
+        inst.position, inst.extent = (0.5 * index, -1.0, 2.0 + index), (0.3, 0.2, 0.1)
+        inst.track_id, inst.depth_valid_ratio = 100 + index, 0.5
     masks_msg = segmentation_to_msg(segmentation, header, "micro", 0, {"total": 12.5}, 4)
     image_msg = rgb_to_image(rgb, header)
     labels_msg = label_image(segmentation.instance_ids, header)
@@ -116,6 +119,8 @@ def test_segmentation_masks_and_images_over_dds(nodes, segmentation):
     sent = deserialize_message(serialize_message(masks_msg), SegmentationMasks)
     assert got_masks == sent
     assert got_masks.timing.total_ms == 12.5 and got_masks.frames_dropped == 4
+    assert [i.track_id for i in got_masks.instances] == [100, 101, 102, 103, 104]
+    assert got_masks.instances[2].position.z == 4.0
     for inst, expected in zip(got_masks.instances, segmentation.instances):
         decoded = msg_instance_mask(inst, got_masks.mask_height, got_masks.mask_width)
         np.testing.assert_array_equal(decoded, expected.mask)
