@@ -88,6 +88,7 @@ class CameraIO:
         wake: Event set whenever a frame arrives.
         tracking: Settings of the camera's tracker.
         depth: Depth settings; with ``enabled``, the depth input and ``points`` publisher.
+        tasks: Multi-task outputs published on ``~/tasks/<name>``.
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class CameraIO:
         wake: threading.Event,
         tracking: TrackingConfig | None = None,
         depth: DepthConfig | None = None,
+        tasks: tuple[str, ...] = (),
     ) -> None:
         self.node = node
         self.name = name
@@ -128,6 +130,9 @@ class CameraIO:
             if outputs.panoptic
             else None
         )
+        self.task_pubs = {
+            task: node.create_publisher(Image, f"~/{prefix}tasks/{task}", out_qos) for task in tasks
+        }
         self.overlay_pub = node.create_publisher(
             Image, f"~/{prefix}overlay", make_qos("best_effort", 1)
         )
@@ -173,7 +178,9 @@ class CameraIO:
             self.points_pub,
         )
         failures = self.unsubscribe()
+        publishers += tuple(self.task_pubs.values())
         failures += self.node.destroy_entities([p for p in publishers if p is not None])
+        self.task_pubs = {}
         self.masks_pub = self.label_pub = self.semantic_pub = None
         self.panoptic_pub = self.overlay_pub = self.points_pub = None
         return failures

@@ -24,7 +24,8 @@ from ranksam_msgs.msg import MaskInstance, Prompt, PromptArray, SegmentationMask
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from ranksam_ros.pipeline.postprocess import decode_rle, encode_rle
+from ranksam_ros.graph.preprocess import ResizeInfo
+from ranksam_ros.pipeline.postprocess import decode_rle, encode_rle, upscale_logits
 from ranksam_ros.pipeline.result import Instance, Segmentation
 
 MAX_SIDE = 8192  # larger frames are rejected before any copy or decode
@@ -228,6 +229,28 @@ def panoptic_image(panoptic: np.ndarray, header: Header) -> Image:
     msg = Image(header=header, height=height, width=width, step=4 * width, is_bigendian=0)
     msg.encoding = "32SC1"
     msg.data = _byte_array(panoptic.astype("<i4", copy=False))
+    return msg
+
+
+def task_image(task: str, values: np.ndarray, geometry: ResizeInfo, header: Header) -> Image:
+    """One task's output ``(C, m, m)`` on the mask grid -> an image of the source frame.
+
+    ``semantic``: mono8 class ids (arg-max); ``boundary``: 32FC1 probability; ``centre``:
+    32FC3 instance-centre probability and the offset (x, y) to the centre in source pixels.
+    """
+    upscaled = upscale_logits(values.astype(np.float32), geometry)
+    height, width = geometry.source_hw
+    if task == "semantic":
+        return label_image(np.argmax(upscaled, axis=0).astype(np.uint8), header)
+    if task == "centre":
+        cell = geometry.input_size / values.shape[-1]  # input pixels per mask cell
+        sx, sy = geometry.scale_xy
+        upscaled[1] *= cell / sx
+        upscaled[2] *= cell / sy
+    channels = upscaled.shape[0]
+    msg = Image(header=header, height=height, width=width, is_bigendian=0)
+    msg.encoding, msg.step = f"32FC{channels}", 4 * channels * width
+    msg.data = _byte_array(np.ascontiguousarray(np.moveaxis(upscaled, 0, -1)).astype("<f4"))
     return msg
 
 

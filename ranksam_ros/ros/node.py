@@ -93,7 +93,7 @@ class RankSamNode(LifecycleNode):
         names = list(self.cfg.cameras) or [""]
         cfg = self.cfg
         self.cameras = [
-            CameraIO(self, n, cfg.input, cfg.output, self.wake, cfg.tracking, cfg.depth)
+            CameraIO(self, n, cfg.input, cfg.output, self.wake, cfg.tracking, cfg.depth, cfg.tasks)
             for n in names
         ]
         latched = QoSProfile(
@@ -334,6 +334,11 @@ class RankSamNode(LifecycleNode):
                 result = pipeline.segment(frame, PromptSet())  # external mode, no prompts yet
             else:
                 result = pipeline.segment(frame, prompts, auto=auto)
+            task_maps = {}
+            if cfg.tasks:
+                started = time.perf_counter()
+                task_maps = pipeline.backend.predict_tasks(frame.tensor, cfg.tasks)
+                result.timings_ms["tasks"] = (time.perf_counter() - started) * 1000.0
         camera.cache = (frame, msg.header)
         extras = spatial.apply(camera, cfg.tracking, cfg.depth, result, stamp_ns(msg.header))
         built = time.perf_counter()
@@ -357,6 +362,9 @@ class RankSamNode(LifecycleNode):
             camera.semantic_pub.publish(conversions.label_image(result.semantic, msg.header))
         if camera.panoptic_pub is not None and result.panoptic is not None:
             camera.panoptic_pub.publish(conversions.panoptic_image(result.panoptic, msg.header))
+        for task, values in task_maps.items():
+            image = conversions.task_image(task, values, frame.geometry, msg.header)
+            camera.task_pubs[task].publish(image)
         out.timing.message_ms = (time.perf_counter() - built) * 1000.0
         out.timing.total_ms = (time.perf_counter() - start) * 1000.0
         camera.masks_pub.publish(out)

@@ -435,3 +435,26 @@ def test_every_generated_malformed_message_is_rejected(compressed):
         with pytest.raises(BadImageError):
             convert(msg)
             pytest.fail(f"{kind} message was accepted")
+
+
+def test_task_images_keep_source_size_and_scale_offsets_to_source_pixels():
+    from ranksam_ros.graph.preprocess import ResizeInfo
+    from ranksam_ros.ros.conversions import task_image
+
+    geometry = ResizeInfo((36, 48), (48, 64), 64)  # source 36x48 -> input 48x64 padded to 64
+    values = np.zeros((3, 16, 16), np.float32)
+    values[0] = 0.25  # centre probability
+    values[1] = 2.0  # 2 cells of 4 input pixels: 8 input px, 6 source px (input = 4/3 source)
+    values[2] = -1.0
+    msg = task_image("centre", values, geometry, HEADER)
+    assert (msg.encoding, msg.width, msg.height, msg.step) == ("32FC3", 48, 36, 48 * 12)
+    pixels = np.frombuffer(msg.data, "<f4").reshape(36, 48, 3)
+    np.testing.assert_allclose(pixels[..., 0], 0.25, atol=1e-5)
+    np.testing.assert_allclose(pixels[..., 1], 6.0, atol=1e-4)
+    np.testing.assert_allclose(pixels[..., 2], -3.0, atol=1e-4)
+    classes = np.zeros((11, 16, 16), np.float32)
+    classes[7] = 1.0
+    semantic = task_image("semantic", classes, geometry, HEADER)
+    assert semantic.encoding == "mono8" and set(np.frombuffer(semantic.data, np.uint8)) == {7}
+    boundary = task_image("boundary", values[:1], geometry, HEADER)
+    assert boundary.encoding == "32FC1" and boundary.step == 48 * 4
