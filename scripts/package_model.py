@@ -2,11 +2,10 @@
 
     python scripts/package_model.py --runs runs --out ranksam_ros/models/camvid-tiny
 
-Copies the foundation (after its newest fixed-encoder phase: the second polishing leg of the
-detail head + decoder, else the earlier ones, else the decoder phase, whichever was run), the
-prompt predictor and every adapter set, and names the best fixed-rank LoRA (mean box mIoU over
-the four training degradations on val, read from docs/results/adapters.json when it exists) as
-the `lora` adapter.
+Copies the foundation (its last phase), the prompt predictor, every adapter set (gated, LoRA
+r4/r8/r16 and, as `lora`, the best of them: mean box mIoU over the four training
+degradations, read from docs/results/adapters.json when it exists) and the TA-LoRA
+multi-task set; writes model.json, the model card.
 """
 
 from __future__ import annotations
@@ -23,34 +22,20 @@ from ranksam_ros.config import TRAIN_DEGRADATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA_RANKS = (4, 8, 16)
-# Newest first.
-FIXED_ENCODER_PHASES = ("detail_polish2", "detail_polish", "detail_joint", "decoder")
+FOUNDATION_PHASES = ("foundation_conv2", "foundation_conv")  # newest first
 
 
-def best_lora(results_path: Path) -> str:
+def best_lora(results_path: Path, available: list[str]) -> str:
+    """The LoRA rank with the best mean box mIoU over the training degradations."""
     if not results_path.is_file():
-        return "lora_r8"
+        return available[-1]
     results = json.loads(results_path.read_text())
     scores = {
-        f"lora_r{r}": np.mean([results[f"lora_r{r}"][d]["miou"] for d in TRAIN_DEGRADATIONS])
-        for r in LORA_RANKS
-        if f"lora_r{r}" in results
+        name: np.mean([results[name][d]["miou"] for d in TRAIN_DEGRADATIONS])
+        for name in available
+        if name in results
     }
-    return max(scores, key=scores.get)
-
-
-def check_same_encoder(foundation: Path, phase: Path) -> None:
-    """Exit unless the fixed-encoder phase sits on this foundation's image encoder.
-
-    The prompt predictor and the adapters were trained on that encoder's embeddings, so a
-    stale phase run from another foundation must not be packaged with them.
-    """
-    from safetensors.numpy import load_file
-
-    base, tuned = load_file(str(foundation)), load_file(str(phase))
-    keys = [k for k in base if "image_encoder." in k]
-    if not keys or any(k not in tuned or not np.array_equal(base[k], tuned[k]) for k in keys):
-        raise SystemExit(f"{phase} has another image encoder than {foundation}: re-run it")
+    return max(scores, key=scores.get) if scores else available[-1]
 
 
 def main() -> None:
@@ -60,37 +45,37 @@ def main() -> None:
     parser.add_argument("--results", default=str(ROOT / "docs/results/adapters.json"))
     args = parser.parse_args()
     runs, out = Path(args.runs), Path(args.out)
-    (out / "adapters").mkdir(parents=True, exist_ok=True)
-    # A later phase on the fixed encoder supersedes the foundation when it was run.
-    foundation = runs / "foundation/model.safetensors"
-    later = [runs / name / "model.safetensors" for name in FIXED_ENCODER_PHASES]
-    phase = next((path for path in later if path.is_file()), None)
-    if phase is not None:
-        check_same_encoder(foundation, phase)
-    shutil.copy(phase or foundation, out / "model.safetensors")
+    if out.exists():
+        shutil.rmtree(out)  # a stale file of an earlier model must not survive
+    (out / "adapters").mkdir(parents=True)
+    phase = next(runs / p for p in FOUNDATION_PHASES if (runs / p / "model.safetensors").is_file())
+    shutil.copy(phase / "model.safetensors", out / "model.safetensors")
     shutil.copy(
         runs / "prompt_predictor/prompt_predictor.safetensors", out / "prompt_predictor.safetensors"
     )
     shutil.copy(runs / "adapter_gated/adapter.safetensors", out / "adapters/gated.safetensors")
+    loras = []
     for rank in LORA_RANKS:
-        shutil.copy(
-            runs / f"adapter_lora_r{rank}/adapter.safetensors",
-            out / f"adapters/lora_r{rank}.safetensors",
-        )
-    chosen = best_lora(Path(args.results))
+        source = runs / f"adapter_lora_r{rank}/adapter.safetensors"
+        if source.is_file():
+            shutil.copy(source, out / f"adapters/lora_r{rank}.safetensors")
+            loras.append(f"lora_r{rank}")
+    chosen = best_lora(Path(args.results), loras)
     shutil.copy(out / f"adapters/{chosen}.safetensors", out / "adapters/lora.safetensors")
+    multitask = runs / "multitask_tucker/multitask.safetensors"
+    if multitask.is_file():
+        shutil.copy(multitask, out / "multitask.safetensors")
     card = {
         "name": out.name,
-        "foundation": read_meta(runs / "foundation/model.safetensors")["info"],
-        "fixed_encoder_phase": (
-            {"run": phase.parent.name, **read_meta(phase)["info"]} if phase else None
-        ),
+        "foundation": {"run": phase.name, **read_meta(phase / "model.safetensors")["info"]},
         "prompt_predictor": read_meta(out / "prompt_predictor.safetensors")["info"],
         "adapters": {
             p.stem: read_meta(p)["info"] for p in sorted((out / "adapters").glob("*.safetensors"))
         },
         "lora_alias": chosen,
-        "data": "CamVid train (367 frames), tuned on val; see docs/results.md",
+        "multitask": read_meta(multitask)["info"] if multitask.is_file() else None,
+        "data": "CamVid train without sequence 0006R0 (held out for model choice and results); "
+        "see docs/results.md",
     }
     (out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
