@@ -26,10 +26,11 @@ FOUNDATION_PHASES = ("foundation_conv2", "foundation_conv")  # newest first
 
 
 def best_lora(results_path: Path, available: list[str]) -> str:
-    """The LoRA rank with the best mean box mIoU over the training degradations."""
+    """The LoRA rank with the best mean box mIoU over the training degradations (held out)."""
     if not results_path.is_file():
         return available[-1]
-    results = json.loads(results_path.read_text())
+    # Chosen on the held-out sequence, never on val (which continues a training sequence).
+    results = json.loads(results_path.read_text())["held-out 0006R0"]
     scores = {
         name: np.mean([results[name][d]["miou"] for d in TRAIN_DEGRADATIONS])
         for name in available

@@ -1,9 +1,10 @@
 """Regenerate the adapter results of docs/results.md: frozen / LoRA r4, r8, r16 / gated, box
-prompts on CamVid val, clean and under each degradation, plus the active-rank figure.
+prompts on the held-out sequence 0006R0 and on CamVid val, clean and under each degradation,
+plus the active-rank figure.
 
-    python scripts/results_adapters.py --data ../shared/data/camvid/val
-    python scripts/results_adapters.py --data ../shared/data/camvid/val --severities 4,5
-    python scripts/results_adapters.py --data ../shared/data/camvid/val --prompts point --limit 34
+    python scripts/results_adapters.py --data ../shared/data/camvid --limit 40
+    python scripts/results_adapters.py --data ../shared/data/camvid --severities 4,5
+    python scripts/results_adapters.py --data ../shared/data/camvid --prompts point --limit 34
 
 Writes docs/results/adapters.json, docs/figures/active_rank.png and the `adapters` section of
 docs/results.md; with one click per segment instead of its box (``--prompts point``) they
@@ -56,30 +57,43 @@ PROMPT_TEXT = {
 }
 
 
+SPLITS = {  # name -> EvalOptions fields (given the CamVid root)
+    "held-out 0006R0": lambda root: {"data": str(root / "train"), "sequences": ("0006R0",)},
+    "val": lambda root: {"data": str(root / "val")},
+}
+
+
 def run(
-    model: str, data: str, limit: int, seed: int, severities: tuple[int, ...], prompts: str
+    model: str, root: Path, limit: int, seed: int, severities: tuple[int, ...], prompts: str
 ) -> dict:
-    results: dict = {}
+    """``{split: {adapter: {degradation: report}}}``."""
+    results: dict = {split: {} for split in SPLITS}
     for adapter in ADAPTERS:
         backend = TorchBackend(build_model(model, adapter=adapter), threads=2)
-        results[adapter] = {}
-        for degrade in DEGRADES:
-            options = EvalOptions(
-                model=model,
-                data=data,
-                adapter=adapter,
-                prompts=prompts,
-                degrade=degrade,
-                severities=severities,
-                seed=seed,
-                limit=limit,
+        for split, fields in SPLITS.items():
+            results[split][adapter] = run_adapter(
+                backend, model, adapter, fields(root), limit, seed, severities, prompts
             )
-            report = evaluate(options, backend)
-            results[adapter][degrade] = report
-            print(
-                f"{adapter:<9} {degrade:<9} miou {report['miou']:.4f}  large {report['miou_large']:.4f}",
-                flush=True,
-            )
+    return results
+
+
+def run_adapter(backend, model, adapter, fields, limit, seed, severities, prompts) -> dict:
+    """``{degradation: report}`` of one adapter set on one split."""
+    results = {}
+    for degrade in DEGRADES:
+        options = EvalOptions(
+            model=model,
+            adapter=adapter,
+            **fields,
+            prompts=prompts,
+            degrade=degrade,
+            severities=severities,
+            seed=seed,
+            limit=limit,
+        )
+        report = evaluate(options, backend)
+        results[degrade] = report
+        print(f"{adapter:<9} {degrade:<9} miou {report['miou']:.4f}", flush=True)
     return results
 
 
@@ -105,20 +119,20 @@ def table(results: dict) -> str:
 
 
 def plot_ranks(results: dict, path: Path, severities: str) -> None:
-    gated = results["gated"]
+    gated = results["gated"]  # one split's results
     data = [gated[d]["active_rank_per_image"] for d in DEGRADES]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.boxplot(data, showmeans=True)
     ax.set_xticks(range(1, len(DEGRADES) + 1), ["clean" if d == "none" else d for d in DEGRADES])
     ax.set_ylabel("active rank per adapted layer")
-    ax.set_title(f"Gated-rank adapters: active rank per image, CamVid val, severities {severities}")
+    ax.set_title(f"Gated-rank adapters: active rank per image, severities {severities}")
     ax.grid(axis="y", alpha=0.3)
     save_figure(fig, path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("--data", required=True, help="CamVid val folder (images/ + labels/)")
+    parser.add_argument("--data", required=True, help="CamVid root (train/ and val/)")
     parser.add_argument("--model", default="camvid-tiny")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
@@ -133,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     severities = args.severities
     started = time.perf_counter()
-    results = run(args.model, args.data, args.limit, args.seed, severities, args.prompts)
+    results = run(args.model, Path(args.data), args.limit, args.seed, severities, args.prompts)
     minutes = (time.perf_counter() - started) / 60
     docs = Path(args.docs)
     name = adapter_results_name(args.prompts, severities)
@@ -145,18 +159,20 @@ def main() -> None:
         option += f" --limit {args.limit}"
     listed = "-".join(map(str, severities)) if len(severities) > 1 else str(severities[0])
     write_json(docs / "results" / f"{name}.json", results)
-    plot_ranks(results, docs / "figures" / f"active_rank{suffix}.png", listed)
-    frames = results["none"]["none"]["images"]
+    plot_ranks(results["held-out 0006R0"], docs / "figures" / f"active_rank{suffix}.png", listed)
+    tables = "\n\n".join(
+        f"{split} ({results[split]['none']['none']['images']} frames):\n\n{table(results[split])}"
+        for split in SPLITS
+    )
     body = (
-        f"{PROMPT_TEXT[args.prompts]}, mean segment IoU (%) on CamVid val ({frames} frames, "
-        "segments >= 64 px), "
+        f"{PROMPT_TEXT[args.prompts]}, mean segment IoU (%) over segments >= 64 px, "
         f"degradations at severities cycling {listed} per frame, seed {args.seed}. Model "
-        f"`{args.model}`; command `python scripts/results_adapters.py --data <camvid>/val{option}`; "
-        f"{minutes:.0f} min on {machine_description()}.\n\n{table(results)}\n\n"
-        f"![active rank per degradation](figures/active_rank{suffix}.png)\n"
+        f"`{args.model}`; command `python scripts/results_adapters.py --data <camvid>{option}`; "
+        f"{minutes:.0f} min on {machine_description()}.\n\n{tables}\n\n"
+        f"![active rank per degradation, held-out sequence](figures/active_rank{suffix}.png)\n"
     )
     update_section(docs / "results.md", name, body)
-    print(table(results))
+    print(tables)
 
 
 if __name__ == "__main__":
