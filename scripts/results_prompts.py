@@ -59,10 +59,12 @@ def main() -> None:
     base = dict(model=args.model, data=args.data, adapter=args.adapter, limit=args.limit, threads=2)
     reports = {}
     started = time.perf_counter()
+    # Instances mode: prompts for every class, as the grid decodes every class, so the
+    # comparison isolates prompt selection (both name masks with the same class map).
     reports["auto"] = evaluate_promptless(
-        EvalOptions(prompts="auto", **base), pipeline_cfg=PipelineConfig()
+        EvalOptions(prompts="auto", **base), pipeline_cfg=PipelineConfig(mode="instances")
     )
-    no_delete = PipelineConfig(prompts=PromptConfig(delete_redundant=False))
+    no_delete = PipelineConfig(prompts=PromptConfig(delete_redundant=False), mode="instances")
     reports["auto_no_deletion"] = evaluate_promptless(
         EvalOptions(prompts="auto", **base), pipeline_cfg=no_delete
     )
