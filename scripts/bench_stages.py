@@ -1,5 +1,7 @@
 """Per-stage time of the promptless pipeline in-process (no ROS), torch vs ONNX Runtime,
-for the default prompt budget and a smaller one; the `stages` section of docs/benchmarks.md.
+panoptic output (the default: SAM decodes only things) vs instances of every class; the
+`stages` section of docs/benchmarks.md. The ONNX export goes into the cache first (an explicit
+step: engines never export).
 
     python scripts/bench_stages.py
 
@@ -16,14 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from ranksam_ros.backends import create_backend
-from ranksam_ros.config import BackendConfig, PipelineConfig, PromptConfig
+from ranksam_ros.config import BackendConfig, PipelineConfig
+from ranksam_ros.deploy.cache import cached_export
 from ranksam_ros.data.folder import BUNDLED_FRAMES, SegmentationFolder
 from ranksam_ros.pipeline.pipeline import Pipeline
 from ranksam_ros.reporting import machine_description, update_section, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("preprocess", "encoder", "prompt_predictor", "prompts", "decoder", "postprocess")
-BUDGETS = {"64 (default)": PromptConfig(), "16": PromptConfig(max_prompts=16, decode_batch=16)}
+MODES = {"panoptic (default)": PipelineConfig(), "instances": PipelineConfig(mode="instances")}
 
 
 def measure(pipeline: Pipeline, frames: list[np.ndarray], repeats: int) -> dict:
@@ -55,17 +58,17 @@ def main() -> None:
     folder = SegmentationFolder(BUNDLED_FRAMES)
     frames = [folder[i][0] for i in range(len(folder))]
     results: dict = {}
+    cached_export(args.model, args.adapter)
     for name in ("torch", "onnxruntime"):
         backend = create_backend(
             BackendConfig(backend=name, model=args.model, adapter=args.adapter, threads=2)
         )
-        for budget, prompts in BUDGETS.items():
-            pipeline = Pipeline(backend, PipelineConfig(prompts=prompts))
-            results[f"{name}, max_prompts {budget}"] = measure(pipeline, frames, args.repeats)
+        for mode, cfg in MODES.items():
+            results[f"{name}, {mode}"] = measure(Pipeline(backend, cfg), frames, args.repeats)
     docs = Path(args.docs)
     write_json(docs / "results" / "stages.json", results)
     rows = [
-        "| backend, prompt budget | total ms | fps | prompts decoded | "
+        "| backend, output | total ms | fps | prompts decoded | "
         + " | ".join(STAGES)
         + " |",
         "|---|---|---|---|" + "---|" * len(STAGES),
