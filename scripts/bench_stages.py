@@ -19,8 +19,8 @@ import numpy as np
 
 from ranksam_ros.backends import create_backend
 from ranksam_ros.config import BackendConfig, PipelineConfig
-from ranksam_ros.deploy.cache import cached_export
 from ranksam_ros.data.folder import BUNDLED_FRAMES, SegmentationFolder
+from ranksam_ros.deploy.cache import cached_export
 from ranksam_ros.pipeline.pipeline import Pipeline
 from ranksam_ros.reporting import machine_description, update_section, write_json
 
