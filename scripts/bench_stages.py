@@ -68,9 +68,7 @@ def main() -> None:
     docs = Path(args.docs)
     write_json(docs / "results" / "stages.json", results)
     rows = [
-        "| backend, output | total ms | fps | prompts decoded | "
-        + " | ".join(STAGES)
-        + " |",
+        "| backend, output | total ms | fps | prompts decoded | " + " | ".join(STAGES) + " |",
         "|---|---|---|---|" + "---|" * len(STAGES),
     ]
     for label, r in results.items():
