@@ -26,6 +26,7 @@ ARGUMENTS = {
     "params_file": (os.path.join(SHARE, "config", "ranksam.yaml"), "parameters YAML"),
     "model": ("", "override: model name, directory, checkpoint or export directory"),
     "adapter": ("", "override: gated | lora | none | adapter file"),
+    "prompt_adapter": ("", "override: none | a decoder adapter set (PA-SAM, e.g. pa_sam)"),
     "backend": ("", "override: torch | onnxruntime | tensorrt"),
     "tta": ("", "override: none | flip (frame + mirror averaged, twice the model time)"),
     "prompt_mode": ("", "override: auto | external | hybrid"),
@@ -51,6 +52,7 @@ def _node(context, *args, **kwargs):
     for arg, param in (
         ("model", "model"),
         ("adapter", "adapter"),
+        ("prompt_adapter", "prompt_adapter"),
         ("backend", "backend"),
         ("tta", "tta"),
         ("prompt_mode", "prompts_mode"),

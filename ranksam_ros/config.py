@@ -228,12 +228,14 @@ class BackendConfig:
     the library's default). ``tta``: ``none`` or ``flip`` (frame and mirror image averaged,
     twice the cost; ``ranksam_ros/backends/flip_tta.py``). ``tasks``: dense task outputs of
     the model's multi-task set to compute besides the segmentation (e.g. ``boundary``,
-    ``centre``; empty: none, and the set is not loaded).
+    ``centre``; empty: none, and the set is not loaded). ``prompt_adapter``: a decoder
+    adapter set of the model (PA-SAM, e.g. ``pa_sam``) or ``none``; it stacks on ``adapter``.
     """
 
     backend: str = "torch"
     model: str = "camvid-tiny"
     adapter: str = "none"
+    prompt_adapter: str = "none"
     threads: int = 0
     tta: str = "none"
     tasks: tuple[str, ...] = ()
@@ -242,6 +244,16 @@ class BackendConfig:
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("tta", self.tta, TTA_MODES)
         _check(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
+        _check(
+            "+" not in self.prompt_adapter,
+            f"prompt_adapter names one decoder set, got {self.prompt_adapter!r}",
+        )
+
+    @property
+    def adapter_spec(self) -> str:
+        """The adapter sets to load, ``+``-joined (``gated+pa_sam``), or ``none``."""
+        sets = [s for s in (self.adapter, self.prompt_adapter) if s not in ("", "none")]
+        return "+".join(sets) or "none"
 
 
 def backend_config_of(options) -> BackendConfig:
@@ -436,6 +448,8 @@ class NodeConfig:
     # Dense outputs of the model's multi-task set published on ~/tasks/<name> (e.g.
     # [boundary, centre]); empty: none (the set is not even loaded).
     tasks: tuple[str, ...] = BackendConfig.tasks
+    # PA-SAM's prompt adapter in the mask decoder: a decoder set of the model (pa_sam) or none.
+    prompt_adapter: str = BackendConfig.prompt_adapter
     cameras: tuple[str, ...] = ()
     prompts_mode: str = "auto"
     benchmark_mode: bool = False

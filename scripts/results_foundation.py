@@ -6,7 +6,7 @@ segments and over large ones, against the filled box), one click per segment, th
 semantic head alone, the promptless pipeline (semantic mIoU) and its panoptic quality, on
 CamVid sequence 0006R0 (held out of training) and on val.
 
-    python scripts/results_foundation.py --data ../shared/data/camvid [--limit N]
+    python scripts/results_foundation.py --data ../shared/data/camvid [--stride N] [--limit N]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def splits(data: Path) -> dict[str, dict]:
     }
 
 
-def run_model(model: str, adapter: str, data: Path, limit: int) -> dict:
+def run_model(model: str, adapter: str, data: Path, limit: int, stride: int) -> dict:
     """``{split: {mode: report}}`` for one model."""
     backend = create_backend(BackendConfig(model=model, adapter=adapter, threads=2))
     modes = sorted({mode for mode, _ in MEASURES.values()})
@@ -56,7 +56,13 @@ def run_model(model: str, adapter: str, data: Path, limit: int) -> dict:
         out[split] = {}
         for mode in modes:
             options = EvalOptions(
-                model=model, adapter=adapter, prompts=mode, limit=limit, threads=2, **fields
+                model=model,
+                adapter=adapter,
+                prompts=mode,
+                limit=limit,
+                stride=stride,
+                threads=2,
+                **fields,
             )
             out[split][mode] = evaluate(options, backend=backend)
             print(model, split, mode, round(out[split][mode]["miou"], 4))
@@ -84,12 +90,14 @@ def main() -> None:
     parser.add_argument("--models", default="camvid-tiny", help="comma-separated models")
     parser.add_argument("--adapter", default="none")
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--stride", type=int, default=1, help="every Nth frame of each split")
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     args = parser.parse_args()
     started = time.perf_counter()
     data = Path(args.data)
     results = {
-        model: run_model(model, args.adapter, data, args.limit) for model in args.models.split(",")
+        model: run_model(model, args.adapter, data, args.limit, args.stride)
+        for model in args.models.split(",")
     }
     docs = Path(args.docs)
     write_json(docs / "results" / "foundation.json", results, relative_to=ROOT)
@@ -110,9 +118,10 @@ def main() -> None:
         f"Clean frames, adapter `{args.adapter}`, CamVid sequence 0006R0 (101 frames of CamVid "
         "train, held out of every training stage) beside val (101 frames continuing training "
         "sequence 0016E5). Box and click: mean IoU over every labelled segment of 64 px and up "
-        "(large: 1000 px and up) at source resolution; semantic: mIoU over the 11 classes; PQ: "
+        f"(large: 1000 px and up) at source resolution, one frame in {args.stride}; semantic: mIoU over the 11 classes; PQ: "
         "torchmetrics' panoptic quality (thing instances = connected components). Command: "
-        f"`python scripts/results_foundation.py --data <camvid>` "
+        f"`python scripts/results_foundation.py --data <camvid> --models {args.models} "
+        f"--stride {args.stride}` "
         f"({(time.perf_counter() - started) / 60:.0f} min on {machine_description()}).\n\n"
         + table(results, split_names)
         + f"\n\nPer class ({next(iter(results))}):\n\n| | {classes} |\n|---|"

@@ -38,12 +38,14 @@ SPLITS = {
 }
 
 
-def variants(runs: Path, seed: int) -> dict[str, tuple[str, str]]:
-    """``{name: (model file, adapter file or none)}`` of one seed."""
-    pa = runs / f"pa_sam_s{seed}"
+def variants(runs: Path, seed: int, foundation: str) -> dict[str, tuple[str, str]]:
+    """``{name: (model file, adapter file or none)}`` of one seed.
+
+    The PA-SAM file carries the decoder parts it retrained, so it loads onto the foundation.
+    """
     return {
         "control": (str(runs / f"decoder_parts_s{seed}" / "model.safetensors"), "none"),
-        "pa_sam": (str(pa / "model.safetensors"), str(pa / "adapter.safetensors")),
+        "pa_sam": (foundation, str(runs / f"pa_sam_s{seed}" / "adapter.safetensors")),
     }
 
 
@@ -96,17 +98,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True, help="CamVid root (train/ and val/)")
     parser.add_argument("--runs", default="runs")
+    parser.add_argument(
+        "--foundation",
+        default=str(ROOT / "ranksam_ros/models/camvid-tiny/model.safetensors"),
+        help="the model file both variants started from",
+    )
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     args = parser.parse_args()
     started, root, runs = time.perf_counter(), Path(args.data), Path(args.runs)
     results = {
         seed: {
-            name: score(*files, root, args.limit) for name, files in variants(runs, seed).items()
+            name: score(*files, root, args.limit)
+            for name, files in variants(runs, seed, args.foundation).items()
         }
         for seed in SEEDS
     }
-    latency = {name: decoder_ms(*files) for name, files in variants(runs, SEEDS[0]).items()}
+    latency = {
+        name: decoder_ms(*files)
+        for name, files in variants(runs, SEEDS[0], args.foundation).items()
+    }
     rows = [
         "| split, prompts | metric | control (mean) | PA-SAM (mean) | gain per seed | "
         "mean gain ± std |",

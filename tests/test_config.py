@@ -128,3 +128,12 @@ def test_adapter_tables_of_each_protocol_get_their_own_name():
         for levels in ((1, 2, 3), (4, 5))
     }
     assert names == {"adapters", "adapters_s45", "adapters_point", "adapters_point_s45"}
+
+
+def test_prompt_adapter_stacks_on_the_encoder_adapter():
+    node = NodeConfig(adapter="gated", prompt_adapter="pa_sam")
+    assert node.backend_config().adapter_spec == "gated+pa_sam"
+    assert BackendConfig(adapter="none", prompt_adapter="pa_sam").adapter_spec == "pa_sam"
+    assert BackendConfig().adapter_spec == "none"
+    with pytest.raises(ValueError, match="prompt_adapter names one decoder set"):
+        BackendConfig(prompt_adapter="pa_sam+other")

@@ -231,6 +231,18 @@ def test_sequences_pick_the_frames_and_are_reported(frames_dir, micro_model, tmp
         evaluate(EvalOptions(data=str(data), sequences=("0042ZZ",)), backend)
 
 
+def test_stride_spreads_the_frames_and_limit_caps_them(frames_dir, tmp_path):
+    from ranksam_ros.eval.frames import open_frames
+
+    data = _sequence_folder(frames_dir, tmp_path / "data")  # 5 frames
+    _, every_other = open_frames(EvalOptions(data=str(data), stride=2))
+    assert every_other == [0, 2, 4]
+    _, capped = open_frames(EvalOptions(data=str(data), stride=2, limit=2))
+    assert capped == [0, 2]
+    with pytest.raises(ValueError, match="--stride must be >= 1"):
+        EvalOptions(data=str(data), stride=0)
+
+
 def test_class_names_and_ignore_label_come_from_the_data_config(frames_dir, micro_model):
     backend = TorchBackend(micro_model)  # no prompt predictor: no class names to compare
     three = DataConfig(class_names=("sky", "building", "pole"), num_classes=3, thing_classes=())

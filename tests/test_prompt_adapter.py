@@ -9,7 +9,9 @@ import torch
 from ranksam_ros.adapters.inject import adapter_state_dict, inject_adapters, remove_adapters
 from ranksam_ros.adapters.io import load_adapters, save_adapters
 from ranksam_ros.adapters.prompt_adapter import PromptAdapterConfig, guide_input
+from ranksam_ros.adapters.lora import LoraConfig
 from ranksam_ros.adapters.registry import adapter_target
+from ranksam_ros.config import BackendConfig
 from ranksam_ros.modeling.registry import build_model, save_model
 
 BOX = torch.tensor([[8.0, 8.0, 40.0, 40.0]])
@@ -76,7 +78,7 @@ def test_adapter_file_round_trip_and_wrong_decoder_width(tmp_path):
         inject_adapters(model.sam, PromptAdapterConfig(points=17))
 
 
-def test_onnx_export_with_the_prompt_adapter_matches_torch(tmp_path):
+def test_onnx_export_of_a_lora_and_pa_sam_stack_matches_torch(tmp_path):
     from ranksam_ros.backends.onnx_backend import OnnxBackend
     from ranksam_ros.backends.torch_backend import TorchBackend
     from ranksam_ros.deploy.export import export_model
@@ -87,12 +89,23 @@ def test_onnx_export_with_the_prompt_adapter_matches_torch(tmp_path):
     model = build_model("micro-conv")
     save_model(model_dir / "model.safetensors", model)
     cfg = PromptAdapterConfig()
+    lora = LoraConfig(target_modules=("block.3", "block.5"), rank=2)
     inject_adapters(model.sam, cfg)
     _randomize(model)
     save_adapters(model_dir / "adapters" / "pa_sam.safetensors", model.sam, cfg)
-    export_model(str(model_dir), tmp_path / "export", adapter="pa_sam")
+    remove_adapters(model.sam)
+    inject_adapters(model.sam.image_encoder, lora)
+    _randomize(model)
+    save_adapters(model_dir / "adapters" / "lora.safetensors", model.sam, lora)
+    spec = BackendConfig(adapter="lora", prompt_adapter="pa_sam").adapter_spec
+    assert spec == "lora+pa_sam"
+    export_model(str(model_dir), tmp_path / "export", adapter=spec)
     ours = OnnxBackend(tmp_path / "export", threads=2)
-    reference = TorchBackend(build_model(str(model_dir), adapter="pa_sam"))
+    reference = TorchBackend(build_model(str(model_dir), adapter=spec))
+    assert reference.model.prompt_adapter is not None
+    assert reference.model.adapter_cfg == lora  # the encoder's set decides the export
+    with pytest.raises(ValueError, match="two sets for the mask_decoder"):
+        build_model(str(model_dir), adapter="pa_sam+pa_sam")
     image = np.random.default_rng(5).normal(size=(1, 3, 64, 64)).astype(np.float32)
     a, b = ours.encode(image), reference.encode(image)
     coords, labels = boxes_to_prompts(np.array([[4, 4, 40, 30], [10, 2, 60, 50]], np.float32))
@@ -135,7 +148,12 @@ def test_adapter_stage_trains_the_adapter_and_named_decoder_parts(dataset_root, 
     assert all(torch.equal(v, after.image_encoder.state_dict()[k]) for k, v in encoder.items())
     changed = after.mask_decoder.output_upscaling.state_dict()
     assert any(not torch.equal(v, changed[k]) for k, v in upscaling.items())
-    # The adapter needs the decoder parts it trained with: both files load together.
-    model = build_model(str(tmp_path / "pa" / "model.safetensors"), adapter=str(path))
+    # The set carries the decoder parts it retrained: it loads onto the unchanged base.
+    assert not (tmp_path / "pa" / "model.safetensors").exists()
+    model = build_model(str(base), adapter=str(path))
     assert model.prompt_adapter is not None
+    loaded = model.sam.mask_decoder.output_upscaling.state_dict()
+    assert all(torch.equal(v, loaded[k]) for k, v in changed.items())
+    with pytest.raises(ValueError, match="pass the Sam"):
+        load_adapters(path, build_model(str(base)).sam.image_encoder)
     assert torch.equal(model.sam.mask_decoder.output_upscaling[0].weight, changed["0.weight"])

@@ -21,7 +21,12 @@ def create_backend(config: BackendConfig) -> Backend:
 
 
 def _engine(config: BackendConfig) -> Backend:
-    name, model, adapter, threads = config.backend, config.model, config.adapter, config.threads
+    name, model, adapter, threads = (
+        config.backend,
+        config.model,
+        config.adapter_spec,
+        config.threads,
+    )
     if name == "torch":
         from ranksam_ros.backends.torch_backend import TorchBackend
         from ranksam_ros.modeling.registry import build_model

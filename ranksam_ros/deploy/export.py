@@ -67,7 +67,8 @@ def _adapter_mode(model: RankSam) -> str:
         return f"{cfg.kind} (merged into the encoder weights)"
     if kind.gated:
         return f"{cfg.kind} (live gates in the encoder graph)"
-    return f"{cfg.kind} (unmerged branch in the encoder graph)"
+    part = "decoder" if kind.target == "mask_decoder" else "encoder"
+    return f"{cfg.kind} (unmerged branch in the {part} graph)"
 
 
 def export_model(

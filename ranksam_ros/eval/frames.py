@@ -17,28 +17,29 @@ from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.eval.options import EvalOptions
 
 
-def open_frames(options: EvalOptions) -> tuple[SegmentationFolder, int]:
+def open_frames(options: EvalOptions) -> tuple[SegmentationFolder, list[int]]:
     """The labelled folder ``options.data`` (only ``options.sequences``, when given).
 
     Returns:
-        The folder and how many of its frames to evaluate (``options.limit``, 0 = all).
+        The folder and the indices of the frames to evaluate: every ``options.stride``-th,
+        at most ``options.limit`` of them (0 = no limit).
 
     Raises:
         FileNotFoundError, ValueError: see :class:`SegmentationFolder`.
     """
     folder = SegmentationFolder(options.data, sequences=options.sequences)
-    count = len(folder) if options.limit <= 0 else min(options.limit, len(folder))
-    return folder, count
+    indices = list(range(0, len(folder), options.stride))
+    return folder, indices if options.limit <= 0 else indices[: options.limit]
 
 
 def degraded_frames(
-    options: EvalOptions, folder: SegmentationFolder, count: int, desc: str
+    options: EvalOptions, folder: SegmentationFolder, indices: Sequence[int], desc: str
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The first ``count`` frames as ``(image (H, W, 3) uint8, label (H, W) uint8)``.
+    """The frames ``indices`` as ``(image (H, W, 3) uint8, label (H, W) uint8)``.
 
     Each image is degraded as ``options`` asks, deterministically per frame index.
     """
-    for index in tqdm(range(count), desc=desc, leave=False):
+    for index in tqdm(indices, desc=desc, leave=False):
         image, label = folder[index]
         image, _, _ = eval_degradation(
             image, options.degrade, options.seed, index, options.severities

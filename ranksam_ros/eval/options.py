@@ -70,6 +70,10 @@ class EvalOptions:
     )
     seed: int = 0
     limit: int = field(default=0, metadata={"help": "evaluate only the first N frames"})
+    stride: int = field(
+        default=1,
+        metadata={"help": "every Nth frame (a short evaluation spread over whole sequences)"},
+    )
     backend: str = field(default=BackendConfig.backend, metadata={"choices": BACKENDS})
     threads: int = field(
         default=BackendConfig.threads, metadata={"help": "CPU threads (0 = all cores)"}
@@ -120,6 +124,8 @@ class EvalOptions:
             )
         if self.limit < 0:
             raise ValueError(f"--limit must be >= 0 (0 = all frames), got {self.limit}")
+        if self.stride < 1:
+            raise ValueError(f"--stride must be >= 1, got {self.stride}")
         self.backend_config()  # checks backend, tta and threads
 
     def backend_config(self) -> BackendConfig:

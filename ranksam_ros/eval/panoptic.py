@@ -80,7 +80,8 @@ def evaluate_panoptic(
     dataset = options.dataset
     # Things are the data's countable classes: the pipeline prompts those and no others.
     cfg = replace(cfg or PipelineConfig(), thing_classes=tuple(dataset.thing_classes))
-    folder, count = open_frames(options)
+    folder, indices = open_frames(options)
+    count = len(indices)
     backend = backend or create_backend(options.backend_config())
     check_model_classes(backend.info.class_names, dataset)
     pipeline = Pipeline(backend, cfg)
@@ -95,7 +96,7 @@ def evaluate_panoptic(
     confusion = ConfusionMatrix(dataset.num_classes)
     seen = np.zeros(dataset.num_classes, bool)  # classes in truth or prediction: PQ averages these
     boundaries, decoded, started = [], [], time.perf_counter()
-    for image, label in degraded_frames(options, folder, count, "eval panoptic"):
+    for image, label in degraded_frames(options, folder, indices, "eval panoptic"):
         result = pipeline(image)
         decoded.append(result.prompts_decoded)
         truth = label.copy()

@@ -122,13 +122,14 @@ def evaluate_promptless(
     """``--prompts auto`` (our pipeline) or ``--prompts grid`` (SAM's generator) on a folder."""
     pipeline_cfg = pipeline_cfg or PipelineConfig()
     dataset = options.dataset
-    folder, count = open_frames(options)
+    folder, indices = open_frames(options)
+    count = len(indices)
     segmenter, backend = _segmenter(options, pipeline_cfg, backend)
     check_model_classes(backend.info.class_names, dataset)
     masks_only, dense = ConfusionMatrix(dataset.num_classes), ConfusionMatrix(dataset.num_classes)
     decoded, started = [], time.perf_counter()
     desc = f"eval {options.prompts} {options.degrade}"
-    for image, label in degraded_frames(options, folder, count, desc):
+    for image, label in degraded_frames(options, folder, indices, desc):
         semantic, filled, prompts = segmenter(image)
         decoded.append(prompts)
         label = label.copy()

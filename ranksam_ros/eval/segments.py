@@ -177,11 +177,12 @@ def evaluate_segments(
     options: EvalOptions, cfg: PipelineConfig, backend: Backend | None = None
 ) -> dict:
     """``--prompts box`` or ``point`` on ``options.data``: the JSON-ready report."""
-    folder, count = open_frames(options)
+    folder, indices = open_frames(options)
+    count = len(indices)
     backend = backend or create_backend(options.backend_config())
     check_model_classes(backend.info.class_names, options.dataset)
     rows, ranks, started = [], [], time.perf_counter()
-    for image, label in degraded_frames(options, folder, count, f"eval {options.degrade}"):
+    for image, label in degraded_frames(options, folder, indices, f"eval {options.degrade}"):
         frame_rows, rank = score_frame(backend, image, label, options.dataset, cfg, options.prompts)
         rows.extend(frame_rows)
         if rank is not None:

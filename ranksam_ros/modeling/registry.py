@@ -10,6 +10,7 @@ from ranksam_ros.checkpoint import (
     load_official_state_dict,
     load_state_strict,
     load_tensors,
+    read_meta,
     save_tensors,
 )
 from ranksam_ros.config import SamArchConfig
@@ -99,7 +100,8 @@ def build_model(
             a model directory, one of our ``.safetensors`` checkpoints, or an official
             SAM ``.pth`` file (architecture inferred from its shapes).
         adapter: ``None``/``"none"``, an adapter name stored with the model
-            (``gated``, ``lora``), or a path to an adapter file.
+            (``gated``, ``lora``), or a path to an adapter file; ``+`` stacks an encoder
+            set and a decoder set (``gated+pa_sam``).
         checkpoint: Official ``.pth`` weights for an architecture preset.
 
     Returns:
@@ -131,7 +133,25 @@ def build_model(
     return model.eval()
 
 
-def _attach_adapter(model: RankSam, adapter: str, model_dir: Path | None) -> None:
+def _attach_adapter(model: RankSam, spec: str, model_dir: Path | None) -> None:
+    """Load the ``+``-joined adapter sets of ``spec``: at most one per part of SAM."""
+    from ranksam_ros.adapters.io import read_adapter_config
+    from ranksam_ros.adapters.registry import kind_of
+
+    targets = {}
+    for adapter in spec.split("+"):
+        path = _adapter_path(adapter, model_dir)
+        target = kind_of(read_adapter_config(read_meta(path), path)).target
+        if target in targets:
+            raise ValueError(f"adapters {spec!r}: two sets for the {target}")
+        targets[target] = path
+    configs = {target: load_adapters(path, model.sam) for target, path in targets.items()}
+    model.model_id += "".join(f"+{path.stem}" for path in targets.values())
+    # The encoder's set decides how export treats the encoder (merge, live gates).
+    model.adapter_cfg = configs.get("image_encoder", next(iter(configs.values())))
+
+
+def _adapter_path(adapter: str, model_dir: Path | None) -> Path:
     path = Path(adapter)
     if not path.is_file():
         if model_dir is None:
@@ -143,8 +163,7 @@ def _attach_adapter(model: RankSam, adapter: str, model_dir: Path | None) -> Non
                 f"model {model_dir.name} has no adapter {adapter!r}; available: "
                 f"{', '.join(available) or 'none'}, or give a file path"
             )
-    model.adapter_cfg = load_adapters(path, model.sam)
-    model.model_id = f"{model.model_id}+{path.stem}"
+    return path
 
 
 def _attach_prompt_predictor(model: RankSam, model_dir: Path | None) -> None:

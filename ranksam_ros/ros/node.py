@@ -249,13 +249,14 @@ class RankSamNode(LifecycleNode):
 
         if cfg.backend == "torch" or not cfg.export_if_missing or is_export_dir(cfg.model):
             return
-        if is_export_dir(cache_dir_for(cfg.model, cfg.adapter)):
+        adapter = cfg.backend_config().adapter_spec
+        if is_export_dir(cache_dir_for(cfg.model, adapter)):
             return
-        self.get_logger().info(f"no cached export of {cfg.model}+{cfg.adapter}: exporting it")
+        self.get_logger().info(f"no cached export of {cfg.model}+{adapter}: exporting it")
         started = time.perf_counter()
-        target = cached_export(cfg.model, cfg.adapter)
+        target = cached_export(cfg.model, adapter)
         self.get_logger().info(
-            f"exported {cfg.model}+{cfg.adapter} to {target} in "
+            f"exported {cfg.model}+{adapter} to {target} in "
             f"{time.perf_counter() - started:.1f} s (export_if_missing)"
         )
 

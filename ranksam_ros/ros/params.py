@@ -24,6 +24,7 @@ from ranksam_ros.config_loader import from_dict, set_dotted, to_dict
 STATIC_PREFIXES = (
     "model",
     "adapter",
+    "prompt_adapter",
     "export_if_missing",
     "backend",
     "threads",

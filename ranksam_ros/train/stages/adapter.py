@@ -3,38 +3,33 @@
 Encoder adapters train on degraded frames, the decoder's prompt adapter on clean ones.
 
 The result is the adapter file; when ``trainable`` also unfroze SAM parts (PA-SAM retrains the
-decoder's upscaling, hypernetworks and mask tokens), the model file with those parts is
-written beside it, and the two load together.
+decoder's upscaling, hypernetworks and mask tokens), those weights go into the same file, so
+the set loads onto the unchanged foundation.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ranksam_ros.adapters.gated_rank import GatedRankLinear
 from ranksam_ros.adapters.inject import (
     inject_adapters,
     is_adapter_param,
     mark_only_adapters_trainable,
-    remove_adapters,
 )
 from ranksam_ros.adapters.io import save_adapters
-from ranksam_ros.adapters.prompt_adapter import PromptAdapterBlock
 from ranksam_ros.adapters.registry import adapter_target, kind_of
 from ranksam_ros.modeling.ranksam import RankSam
-from ranksam_ros.modeling.registry import build_model, save_model
+from ranksam_ros.modeling.registry import build_model
 from ranksam_ros.train.samples import Sample, make_sample
 from ranksam_ros.train.stages.base import TrainingStage
 from ranksam_ros.train.stages.foundation import matches
 from ranksam_ros.train.step import PromptedLoss
 
 GATE_PARAMS = "gated_gate"  # gate networks train at their own rate (optim.gate_lr)
-MODEL_FILE = "model.safetensors"
 
 
 class AdapterStage(TrainingStage):
@@ -96,19 +91,17 @@ class AdapterStage(TrainingStage):
 
     def save(self, out_dir: Path, info: dict) -> Path:
         path = out_dir / self.output_file
-        save_adapters(path, self.model.sam, self.cfg.adapter, info)
-        if self.cfg.trainable:  # SAM parts trained too: the adapter needs this model
-            save_model(out_dir / MODEL_FILE, _without_adapters(self.model), info)
+        save_adapters(path, self.model.sam, self.cfg.adapter, info, self._retrained())
         return path
 
-
-def _without_adapters(model: RankSam) -> RankSam:
-    """A copy of ``model`` as plain SAM (adapters taken out), for its model file."""
-    for module in model.modules():  # per-call tensors of the last pass: not state, not copied
-        if isinstance(module, PromptAdapterBlock):
-            module.guide, module.maps = None, {}
-        elif isinstance(module, GatedRankLinear):
-            module.gates = None
-    plain = copy.deepcopy(model)
-    remove_adapters(adapter_target(plain.sam, model.adapter_cfg))
-    return plain
+    def _retrained(self) -> dict[str, torch.Tensor]:
+        """SAM weights that trained beside the adapter, named within the Sam."""
+        trained = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        outside = sorted(n for n in trained if not n.startswith("sam.") and not is_adapter_param(n))
+        if outside:
+            raise ValueError(f"trainable names parts outside SAM: {outside[:3]}")
+        return {
+            name.removeprefix("sam."): param.detach()
+            for name, param in self.model.named_parameters()
+            if name in trained and not is_adapter_param(name)
+        }
