@@ -8,8 +8,8 @@ import torch
 
 from ranksam_ros.adapters.inject import adapter_state_dict, inject_adapters, remove_adapters
 from ranksam_ros.adapters.io import load_adapters, save_adapters
-from ranksam_ros.adapters.prompt_adapter import PromptAdapterConfig, guide_input
 from ranksam_ros.adapters.lora import LoraConfig
+from ranksam_ros.adapters.prompt_adapter import PromptAdapterConfig, guide_input
 from ranksam_ros.adapters.registry import adapter_target
 from ranksam_ros.config import BackendConfig
 from ranksam_ros.modeling.registry import build_model, save_model
