@@ -26,8 +26,8 @@ from ranksam_ros.reporting import machine_description, update_section, write_jso
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {
     "TA-LoRA (tucker)": "multitask_tucker",
-    "LoRA-STL": "multitask_stl",
-    "LoRA-HPS": "multitask_hps",
+    "LoRA-STL": "multitask_separate",
+    "LoRA-HPS": "multitask_shared",
 }
 HELD_OUT = ("0006R0",)
 
@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--runs", default="runs")
     parser.add_argument("--foundation", required=True)
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--stride", type=int, default=1, help="every Nth frame of each split")
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -58,8 +59,8 @@ def main() -> None:
         )
         entry = {"adapter_parameters": adapter_parameters(model), "sharing": model.adapter.sharing}
         for split, folder in splits.items():
-            count = len(folder) if args.limit <= 0 else min(args.limit, len(folder))
-            entry[split] = evaluate_tasks(model, folder, count, dataset)
+            indices = list(range(0, len(folder), args.stride))
+            entry[split] = evaluate_tasks(model, folder, indices[: args.limit or None], dataset)
         results[label] = entry
         print(label, entry)
     base = results["LoRA-STL"]
@@ -92,7 +93,8 @@ def main() -> None:
         "trained with `config/train/multitask.yaml` for the same steps (`--set "
         "adapter.sharing=tucker|separate|shared`); Δm against LoRA-STL; torch, 2 threads, "
         f"{machine_description()}. Command: `python scripts/results_multitask.py --data "
-        "<camvid> --runs runs --foundation <model>`.\n\n" + "\n".join(rows) + "\n"
+        f"<camvid> --runs runs --foundation <model> --stride {args.stride}` (one frame in "
+        f"{args.stride} of each split).\n\n" + "\n".join(rows) + "\n"
     )
     update_section(docs / "results.md", "multitask", body)
     print(body)

@@ -92,6 +92,13 @@ def test_stage_trains_keeps_the_foundation_and_refuses_another(dataset_root, tmp
     assert foundation_fingerprint(trainer.model.base) == foundation_fingerprint(base)
     loaded = load_multitask(path, build_model(str(base_path)))
     assert loaded.tasks == ("semantic", "boundary", "centre")
+    from ranksam_ros.config import DataConfig
+    from ranksam_ros.data.folder import SegmentationFolder
+    from ranksam_ros.eval.tasks import evaluate_tasks
+
+    report = evaluate_tasks(loaded, SegmentationFolder(dataset_root / "val"), [0, 1], DataConfig())
+    assert set(report["scores"]) == {"semantic", "boundary", "centre"}
+    assert all(0.0 <= v <= 1.0 for v in report["scores"].values())
     with pytest.raises(ValueError, match="trained on foundation"):
         load_multitask(path, build_model("micro-conv"))
 

@@ -12,6 +12,8 @@ All three are higher-is-better, so ``Δm = mean_t (M_t - M_base,t) / M_base,t`` 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
@@ -120,8 +122,8 @@ def _match_counts(found: np.ndarray, true: np.ndarray, radius: float) -> np.ndar
     return np.array([float((cost[rows, cols] <= radius).sum()), len(found), len(true)])
 
 
-def evaluate_tasks(model, folder, count: int, dataset: DataConfig) -> dict:
-    """Scores of a :class:`~ranksam_ros.modeling.multitask.MultiTaskSam` on ``count`` frames.
+def evaluate_tasks(model, folder, indices: Sequence[int], dataset: DataConfig) -> dict:
+    """Scores of a :class:`~ranksam_ros.modeling.multitask.MultiTaskSam` on frames ``indices``.
 
     Returns:
         ``{"scores": {task: score}, "seconds_per_image": float}``.
@@ -135,12 +137,12 @@ def evaluate_tasks(model, folder, count: int, dataset: DataConfig) -> dict:
     arch = model.base.arch
     scores, started = TaskScores(dataset), time.perf_counter()
     with torch.inference_mode():
-        for index in range(count):
+        for index in indices:
             image, label = folder[index]
             tensor, geometry = preprocess(image, arch.img_size, arch.pixel_mean, arch.pixel_std)
             outputs = model(torch.from_numpy(tensor))
             scores.add({k: v[0].numpy() for k, v in outputs.items()}, label, geometry)
     return {
         "scores": scores.scores(),
-        "seconds_per_image": (time.perf_counter() - started) / max(count, 1),
+        "seconds_per_image": (time.perf_counter() - started) / max(len(indices), 1),
     }
