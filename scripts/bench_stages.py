@@ -3,7 +3,7 @@ panoptic output (the default: SAM decodes only things) vs instances of every cla
 `stages` section of docs/benchmarks.md. The ONNX export goes into the cache first (an explicit
 step: engines never export).
 
-    python scripts/bench_stages.py
+    python scripts/bench_stages.py [--models camvid-tiny:gated,DIR:none]
 
 Frames: the ten bundled CamVid val frames (480x360), each segmented twice after one warm-up
 frame; medians per stage; 2 threads; backends measured one after the other.
@@ -50,25 +50,34 @@ def measure(pipeline: Pipeline, frames: list[np.ndarray], repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("--model", default="camvid-tiny")
-    parser.add_argument("--adapter", default="gated")
+    parser.add_argument(
+        "--models",
+        default="camvid-tiny:gated",
+        help="comma-separated MODEL:ADAPTER pairs, measured one after the other",
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     args = parser.parse_args()
     folder = SegmentationFolder(BUNDLED_FRAMES)
     frames = [folder[i][0] for i in range(len(folder))]
     results: dict = {}
-    cached_export(args.model, args.adapter)
-    for name in ("torch", "onnxruntime"):
-        backend = create_backend(
-            BackendConfig(backend=name, model=args.model, adapter=args.adapter, threads=2)
-        )
-        for mode, cfg in MODES.items():
-            results[f"{name}, {mode}"] = measure(Pipeline(backend, cfg), frames, args.repeats)
+    for pair in args.models.split(","):
+        model, adapter = pair.rsplit(":", 1)
+        cached_export(model, adapter)
+        for name in ("torch", "onnxruntime"):
+            backend = create_backend(
+                BackendConfig(backend=name, model=model, adapter=adapter, threads=2)
+            )
+            modes = MODES if backend.info.semantic_head else {"instances": MODES["instances"]}
+            for mode, cfg in modes.items():
+                label = f"{Path(model).name} + {adapter}, {name}, {mode}"
+                results[label] = measure(Pipeline(backend, cfg), frames, args.repeats)
     docs = Path(args.docs)
     write_json(docs / "results" / "stages.json", results)
     rows = [
-        "| backend, output | total ms | fps | prompts decoded | " + " | ".join(STAGES) + " |",
+        "| model + adapter, backend, output | total ms | fps | prompts decoded | "
+        + " | ".join(STAGES)
+        + " |",
         "|---|---|---|---|" + "---|" * len(STAGES),
     ]
     for label, r in results.items():
@@ -77,9 +86,9 @@ def main() -> None:
             f"| {label} | {r['total_ms']:.0f} | {r['fps']:.1f} | {r['prompts_decoded']:.1f} | {cells} |"
         )
     body = (
-        f"`{args.model}` + `{args.adapter}` adapters, promptless, in-process (no ROS), the ten "
-        f"bundled 480x360 frames, median ms per stage, 2 threads, {machine_description()}. "
-        "Command: `python scripts/bench_stages.py`.\n\n" + "\n".join(rows) + "\n"
+        "Promptless, in-process (no ROS), the ten bundled 480x360 frames, median ms per stage, "
+        f"2 threads, {machine_description()}. Command: `python scripts/bench_stages.py "
+        f"--models {args.models}`.\n\n" + "\n".join(rows) + "\n"
     )
     update_section(docs / "benchmarks.md", "stages", body)
     print(body)
