@@ -54,15 +54,18 @@ def main() -> None:
     shutil.copy(
         runs / "prompt_predictor/prompt_predictor.safetensors", out / "prompt_predictor.safetensors"
     )
-    shutil.copy(runs / "adapter_gated/adapter.safetensors", out / "adapters/gated.safetensors")
+    gated = runs / "adapter_gated/adapter.safetensors"
+    if gated.is_file():
+        shutil.copy(gated, out / "adapters/gated.safetensors")
     loras = []
     for rank in LORA_RANKS:
         source = runs / f"adapter_lora_r{rank}/adapter.safetensors"
         if source.is_file():
             shutil.copy(source, out / f"adapters/lora_r{rank}.safetensors")
             loras.append(f"lora_r{rank}")
-    chosen = best_lora(Path(args.results), loras)
-    shutil.copy(out / f"adapters/{chosen}.safetensors", out / "adapters/lora.safetensors")
+    chosen = best_lora(Path(args.results), loras) if loras else None
+    if chosen:
+        shutil.copy(out / f"adapters/{chosen}.safetensors", out / "adapters/lora.safetensors")
     multitask = runs / "multitask_tucker/multitask.safetensors"
     if multitask.is_file():
         shutil.copy(multitask, out / "multitask.safetensors")

@@ -12,6 +12,7 @@ CamVid sequence 0006R0 (held out of training) and on val.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -87,20 +88,38 @@ def table(results: dict, split_names: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True, help="CamVid root (train/ and val/)")
-    parser.add_argument("--models", default="camvid-tiny", help="comma-separated models")
+    parser.add_argument(
+        "--models",
+        default="camvid-tiny",
+        help="comma-separated models, each MODEL or LABEL=MODEL (the label heads its columns)",
+    )
     parser.add_argument("--adapter", default="none")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--stride", type=int, default=1, help="every Nth frame of each split")
     parser.add_argument("--docs", default=str(ROOT / "docs"))
+    parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="rewrite the section from the JSON of the last run instead of evaluating",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     data = Path(args.data)
-    results = {
-        model: run_model(model, args.adapter, data, args.limit, args.stride)
-        for model in args.models.split(",")
-    }
     docs = Path(args.docs)
-    write_json(docs / "results" / "foundation.json", results, relative_to=ROOT)
+    json_path = docs / "results" / "foundation.json"
+    if args.tables_only:
+        results = json.loads(json_path.read_text())
+    else:
+        models = dict(
+            entry.split("=", 1) if "=" in entry else (entry, entry)
+            for entry in args.models.split(",")
+        )
+        results = {
+            label: run_model(model, args.adapter, data, args.limit, args.stride)
+            for label, model in models.items()
+        }
+        write_json(json_path, results, relative_to=ROOT)
+    minutes = "" if args.tables_only else f"{(time.perf_counter() - started) / 60:.0f} min on "
     split_names = list(splits(data))
     first = next(iter(results.values()))
     per_class = []
@@ -120,9 +139,9 @@ def main() -> None:
         "sequence 0016E5). Box and click: mean IoU over every labelled segment of 64 px and up "
         f"(large: 1000 px and up) at source resolution, one frame in {args.stride}; semantic: mIoU over the 11 classes; PQ: "
         "torchmetrics' panoptic quality (thing instances = connected components). Command: "
-        f"`python scripts/results_foundation.py --data <camvid> --models {args.models} "
+        f"`python scripts/results_foundation.py --data <camvid> --models '{args.models}' "
         f"--stride {args.stride}` "
-        f"({(time.perf_counter() - started) / 60:.0f} min on {machine_description()}).\n\n"
+        f"({minutes}{machine_description()}).\n\n"
         + table(results, split_names)
         + f"\n\nPer class ({next(iter(results))}):\n\n| | {classes} |\n|---|"
         + "---|" * len(CLASSES)
