@@ -112,7 +112,9 @@ def main() -> None:
     body = (
         f"Image encoder per 480x360 frame (384x384 input), {args.rounds} interleaved rounds of "
         f"{args.runs} runs, median ms, 2 threads, {machine_description()}. Command: "
-        "`python scripts/bench_encoders.py`.\n\n" + "\n".join(rows) + "\n"
+        f"`python scripts/bench_encoders.py --rounds {args.rounds} --runs {args.runs}`.\n\n"
+        + "\n".join(rows)
+        + "\n"
     )
     update_section(docs / "benchmarks.md", "encoders", body)
     print(body)
