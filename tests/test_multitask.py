@@ -167,3 +167,18 @@ def test_task_outputs_through_torch_and_onnxruntime_agree(tmp_path):
         OnnxBackend(tmp_path / "export", tasks=("depth",))
     with pytest.raises(FileNotFoundError, match="no multi-task set"):
         create_backend(BackendConfig(model="micro-conv", tasks=("boundary",)))
+
+
+def test_a_prompt_predictor_with_other_classes_than_the_semantic_head_fails_at_load(tmp_path):
+    from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor, save_prompt_predictor
+
+    model = build_model("micro-conv")
+    assert tuple(model.arch.semantic_classes) == CAMVID_CLASSES
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    save_model(model_dir / "model.safetensors", model)
+    renamed = ("road", *CAMVID_CLASSES[1:])  # same count, one class renamed
+    predictor = build_prompt_predictor(model.arch, renamed)
+    save_prompt_predictor(model_dir / "prompt_predictor.safetensors", predictor)
+    with pytest.raises(ValueError, match="differ from the semantic head's"):
+        build_model(str(model_dir))
