@@ -108,7 +108,9 @@ def test_onnx_export_of_a_lora_and_pa_sam_stack_matches_torch(tmp_path):
         build_model(str(model_dir), adapter="pa_sam+pa_sam")
     image = np.random.default_rng(5).normal(size=(1, 3, 64, 64)).astype(np.float32)
     a, b = ours.encode(image), reference.encode(image)
-    coords, labels = boxes_to_prompts(np.array([[4, 4, 40, 30], [10, 2, 60, 50]], np.float32))
+    # Three prompts: not the count the decoder graph was traced with.
+    boxes = np.array([[4, 4, 40, 30], [10, 2, 60, 50], [0, 20, 30, 63]], np.float32)
+    coords, labels = boxes_to_prompts(boxes)
     (ma, ia), (mb, ib) = (
         ours.decode(a, coords, labels, False),
         reference.decode(b, coords, labels, False),

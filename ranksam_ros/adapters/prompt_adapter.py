@@ -159,9 +159,12 @@ class PromptAdapterBlock(nn.Module):
 
     def _tokens(self, mask_token: torch.Tensor, guided: torch.Tensor) -> torch.Tensor:
         """Refined token ``(N, D)``; records the uncertainty, refined and coarse maps."""
-        count = len(mask_token)
-        uncertain = self.pa_mlp_u(torch.cat([self.pa_uncertain.expand(count, -1), mask_token], 1))
-        refined = self.pa_mlp_r(torch.cat([self.pa_refined.expand(count, -1), mask_token], 1))
+        # expand_as, not len(): a traced len() is a constant, and the exported decoder would
+        # only take the prompt count it was traced with.
+        uncertain = self.pa_mlp_u(
+            torch.cat([self.pa_uncertain.expand_as(mask_token), mask_token], 1)
+        )
+        refined = self.pa_mlp_r(torch.cat([self.pa_refined.expand_as(mask_token), mask_token], 1))
         self.maps = {
             "uncertainty": torch.einsum("nd,nkd->nk", uncertain, guided),
             "refined": torch.einsum("nd,nkd->nk", mask_token + refined, guided),

@@ -207,7 +207,9 @@ class RankSam(nn.Module):
             adapter.guide = decoder.pa_guide(guide).flatten(2).transpose(1, 2)
             if adapter.mine:  # placeholder prompts the mined points take over
                 filler = self.sam.prompt_encoder.not_a_point_embed.weight
-                sparse = torch.cat([sparse, filler.expand(len(sparse), 2 * adapter.points, -1)], 1)
+                sparse = torch.cat(
+                    [sparse, filler.expand(sparse.shape[0], 2 * adapter.points, -1)], 1
+                )
         args = {
             "image_embeddings": embedding,
             "image_pe": self.sam.prompt_encoder.get_dense_pe(),
