@@ -80,7 +80,8 @@ def git_revision() -> str:
 def portable_paths(data, root: Path):
     """``data`` with machine-specific paths rewritten for committing.
 
-    Files under ``root`` become relative to it, files in the temporary directory become
+    Files under ``root`` become relative to it, files in folders beside it (the dataset
+    checked out next to the repository) ``../``-relative, files in the temporary directory
     their bare name; other strings (topics such as ``/camera/image_raw``) are unchanged.
     """
     if isinstance(data, dict):
@@ -91,6 +92,8 @@ def portable_paths(data, root: Path):
         path = Path(data)
         if path.is_relative_to(root):
             return str(path.relative_to(root))
+        if root.parent != Path(root.anchor) and path.is_relative_to(root.parent):
+            return str(Path("..") / path.relative_to(root.parent))
         if path.is_relative_to(tempfile.gettempdir()):
             return path.name
     return data

@@ -111,10 +111,12 @@ def test_portable_paths_strip_machine_specific_prefixes(tmp_path):
     temp_bag = str(Path(tempfile.gettempdir()) / "tmpabc" / "demo.mcap")
     report = {
         "plots": [str(root / "docs" / "figures" / "a.png")],
+        "data": str(tmp_path / "shared" / "camvid" / "val"),
         "meta": {"bag": temp_bag, "topic": "/camera/image_raw", "other": "/opt/x.xml"},
     }
     assert portable_paths(report, root) == {
         "plots": ["docs/figures/a.png"],
+        "data": "../shared/camvid/val",
         "meta": {"bag": "demo.mcap", "topic": "/camera/image_raw", "other": "/opt/x.xml"},
     }
 
