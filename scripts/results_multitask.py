@@ -18,6 +18,7 @@ import torch
 
 from ranksam_ros.config import DataConfig
 from ranksam_ros.data.folder import SegmentationFolder
+from ranksam_ros.eval.frames import frame_indices
 from ranksam_ros.eval.tasks import delta_m, evaluate_tasks
 from ranksam_ros.modeling.registry import build_model
 from ranksam_ros.modeling.task_io import load_multitask
@@ -59,8 +60,8 @@ def main() -> None:
         )
         entry = {"adapter_parameters": adapter_parameters(model), "sharing": model.adapter.sharing}
         for split, folder in splits.items():
-            indices = list(range(0, len(folder), args.stride))
-            entry[split] = evaluate_tasks(model, folder, indices[: args.limit or None], dataset)
+            indices = frame_indices(len(folder), args.stride, args.limit)
+            entry[split] = evaluate_tasks(model, folder, indices, dataset)
         results[label] = entry
         print(label, entry)
     base = results["LoRA-STL"]

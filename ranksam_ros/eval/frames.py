@@ -28,8 +28,13 @@ def open_frames(options: EvalOptions) -> tuple[SegmentationFolder, list[int]]:
         FileNotFoundError, ValueError: see :class:`SegmentationFolder`.
     """
     folder = SegmentationFolder(options.data, sequences=options.sequences)
-    indices = list(range(0, len(folder), options.stride))
-    return folder, indices if options.limit <= 0 else indices[: options.limit]
+    return folder, frame_indices(len(folder), options.stride, options.limit)
+
+
+def frame_indices(count: int, stride: int = 1, limit: int = 0) -> list[int]:
+    """Every ``stride``-th of ``count`` frames, at most ``limit`` of them (0 = no limit)."""
+    indices = list(range(0, count, stride))
+    return indices if limit <= 0 else indices[:limit]
 
 
 def degraded_frames(
