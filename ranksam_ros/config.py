@@ -26,6 +26,7 @@ CAMVID_IGNORE_LABEL = 11
 # CamVid's countable classes (instances); the others are stuff.
 THING_CLASSES: tuple[str, ...] = ("pole", "sign_symbol", "car", "pedestrian", "bicyclist")
 PIPELINE_MODES = ("panoptic", "instances")
+THING_PROMPT_SOURCES = ("predictor", "semantic")  # where panoptic mode's thing prompts come from
 DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "lowlight", "fog", "motion")
 TRAIN_DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "lowlight", "fog")
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
@@ -292,9 +293,15 @@ class PipelineConfig:
     # foundation's output; models without a semantic head always run it).
     mode: str = "panoptic"
     thing_classes: tuple[str, ...] = THING_CLASSES
+    # Panoptic mode's automatic thing prompts: "semantic" puts one prompt at the most interior
+    # cell of each thing region of the semantic head's class map (pipeline/panoptic.py), so
+    # the prompt predictor does not run at all; "predictor" takes the prompt predictor's
+    # confidence peaks. Same PQ on held-out 0006R0 and val (docs/results.md, panoptic).
+    thing_prompts: str = "semantic"
 
     def __post_init__(self) -> None:
         _check_choice("pipeline.mode", self.mode, PIPELINE_MODES)
+        _check_choice("pipeline.thing_prompts", self.thing_prompts, THING_PROMPT_SOURCES)
         _check(0.0 < self.nms_iou <= 1.0, "nms_iou must be in (0, 1]")
         _check(self.min_area >= 0, "min_area must be >= 0")
         _check(1 <= self.max_instances <= 65535, "max_instances must be in [1, 65535]")

@@ -1,5 +1,6 @@
 """Per-stage time of the promptless pipeline in-process (no ROS), torch vs ONNX Runtime,
-panoptic output (the default: SAM decodes only things) vs instances of every class; the
+panoptic output (the default: SAM decodes only things; its thing prompts from the prompt
+predictor or from the semantic head's class map) vs instances of every class; the
 `stages` section of docs/benchmarks.md. The ONNX export goes into the cache first (an explicit
 step: engines never export).
 
@@ -26,7 +27,11 @@ from ranksam_ros.reporting import machine_description, update_section, write_jso
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("preprocess", "encoder", "prompt_predictor", "prompts", "decoder", "postprocess")
-MODES = {"panoptic (default)": PipelineConfig(), "instances": PipelineConfig(mode="instances")}
+MODES = {
+    "panoptic (default)": PipelineConfig(),
+    "panoptic, thing prompts from the class map": PipelineConfig(thing_prompts="semantic"),
+    "instances": PipelineConfig(mode="instances"),
+}
 
 
 def measure(pipeline: Pipeline, frames: list[np.ndarray], repeats: int) -> dict:

@@ -389,7 +389,7 @@ def test_panoptic_mode_prompts_only_things_and_instances_agree_with_the_class_ma
         class_names=("road", "car", "person"),
         semantic_map=semantic,
     )
-    cfg = replace(_auto(), thing_classes=("car", "person"))
+    cfg = replace(_auto(), thing_classes=("car", "person"), thing_prompts="predictor")
     result = Pipeline(backend, cfg)(blank_image())
     # The road peak (top right, over an object) is never decoded: stuff takes no prompts.
     assert len(backend.decoded_points) == 2

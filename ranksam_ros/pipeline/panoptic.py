@@ -11,6 +11,7 @@ two outputs agree. The panoptic image encodes both per pixel as ``class * 1000 +
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from ranksam_ros.graph.preprocess import ResizeInfo
 from ranksam_ros.pipeline.postprocess import paint_labels, upscale_logits
@@ -34,6 +35,44 @@ def thing_mask(class_names: tuple[str, ...], things: tuple[str, ...]) -> np.ndar
 def thing_confidence(confidence: np.ndarray, things: np.ndarray) -> np.ndarray:
     """Prompt-confidence maps ``(C, G, G)`` with every stuff channel zeroed."""
     return np.where(things[:, None, None], confidence, 0.0)
+
+
+def thing_centres(class_probs: np.ndarray, things: np.ndarray, factor: int) -> np.ndarray:
+    """Prompt-confidence maps for things from the semantic head alone (no prompt predictor).
+
+    Each connected region of a thing class in the class map gets its peak at its most interior
+    cell (largest distance to the region's edge), so a region yields one prompt, and two
+    objects of one class that touch through a narrow neck yield one each. A region's map is
+    ``probability * distance / (largest distance in the region)``, less a tiny term that grows
+    away from the region's centroid: a plateau (a pole one cell wide) then has a single peak.
+
+    Args:
+        class_probs: ``(C, m, m)`` class probabilities of the semantic head.
+        things: ``(C,)`` bool thing classes.
+        factor: Mask-grid cells per confidence cell (the maps are average-pooled by it).
+
+    Returns:
+        ``(C, m // factor, m // factor)`` confidences in [0, 1]; stuff channels are zero.
+    """
+    channels, side = class_probs.shape[0], class_probs.shape[-1] // factor
+    probs = np.nan_to_num(class_probs[:, : side * factor, : side * factor], nan=0.0)
+    probs = probs.reshape(channels, side, factor, side, factor).mean(axis=(2, 4))
+    winner = np.argmax(probs, axis=0)
+    out = np.zeros_like(probs, dtype=np.float32)
+    rows, cols = np.indices((side, side))
+    for c in np.flatnonzero(things[:channels]):
+        region = winner == c
+        regions, count = ndimage.label(region)
+        if not count:
+            continue
+        index = np.arange(1, count + 1)
+        depth = ndimage.distance_transform_edt(region)
+        deepest = np.asarray(ndimage.maximum(depth, regions, index))[regions - 1]
+        centres = np.asarray(ndimage.center_of_mass(region, regions, index)).reshape(-1, 2)
+        offset = np.hypot(rows - centres[regions - 1, 0], cols - centres[regions - 1, 1])
+        centred = depth / np.maximum(deepest, 1.0) - 1e-3 * offset / side
+        out[c] = np.where(region, np.clip(probs[c] * centred, 0.0, 1.0), 0.0)
+    return out
 
 
 def dense_classes(class_probs: np.ndarray, geometry: ResizeInfo) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,6 +36,8 @@ from ranksam_ros.pipeline.prompts import (
     find_peaks,
 )
 from ranksam_ros.pipeline.result import UNASSIGNED, Instance, Segmentation
+
+CONFIDENCE_CELL = 8  # network-input pixels per confidence-map cell (PromptConfig's spacing unit)
 
 
 @dataclass
@@ -142,14 +144,8 @@ class Pipeline:
                 candidates, decoded = self._decode_given(frame, prompts)
         given = len(candidates)
         if auto:
-            if frame.maps is None:
-                raise RuntimeError(f"model {self.backend.info.model_id} has no prompt predictor")
             with timer.stage("prompts"):
-                confidence = frame.maps.confidence
-                if self.panoptic:  # stuff comes from the class map: prompts only for things
-                    confidence = panoptic.thing_confidence(confidence, self.things)
-                found = find_peaks(confidence, self.cfg.prompts, frame.geometry.input_size)
-                found = self._outside(found, decoded)
+                found = self._outside(self._auto_candidates(frame), decoded)
             with timer.stage("decoder"):
                 decoded = decoded.followed_by(self._decode_auto(frame, found), given)
                 candidates = Candidates.concat(candidates, found)
@@ -169,10 +165,34 @@ class Pipeline:
     def needs_prompt_maps(self, auto: bool) -> bool:
         """Whether a frame needs the prompt predictor.
 
-        It does for automatic prompts, and to name masks when the model has no semantic head.
+        It does for automatic prompts (unless the semantic head seeds them), and to name masks
+        when the model has no semantic head.
         """
         info = self.backend.info
-        return auto or (bool(self.class_names) and not info.semantic_head)
+        if auto and not self._semantic_seeds:
+            return True
+        return bool(self.class_names) and not info.semantic_head
+
+    @property
+    def _semantic_seeds(self) -> bool:
+        """Thing prompts come from the semantic head's class map, not the prompt predictor."""
+        return bool(self.panoptic) and self.cfg.thing_prompts == "semantic"
+
+    def _auto_candidates(self, frame: EncodedFrame) -> Candidates:
+        """Automatic point prompts: peaks of the prompt predictor's or the class map's maps."""
+        info, cfg = self.backend.info, self.cfg.prompts
+        if self._semantic_seeds:
+            probs = frame.encoded.semantic[0]
+            factor = max(1, round(probs.shape[-1] * CONFIDENCE_CELL / info.input_size))
+            confidence = panoptic.thing_centres(probs, self.things, factor)
+            cfg = replace(cfg, smoothing_sigma=0.0)  # already a distance map: no smoothing
+        elif frame.maps is None:
+            raise RuntimeError(f"model {info.model_id} has no prompt predictor")
+        else:
+            confidence = frame.maps.confidence
+            if self.panoptic:  # stuff comes from the class map: prompts only for things
+                confidence = panoptic.thing_confidence(confidence, self.things)
+        return find_peaks(confidence, cfg, frame.geometry.input_size)
 
     def dense_semantic(self, frame: EncodedFrame, semantic: np.ndarray) -> np.ndarray:
         """``semantic`` with uncovered pixels given the prompt predictor's most likely class.

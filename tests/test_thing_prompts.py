@@ -1,0 +1,82 @@
+"""Panoptic thing prompts from the semantic head's class map (``pipeline.thing_prompts``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from fakes import MASK_SIZE, FakeBackend, FakeObject, blank_image
+
+from ranksam_ros.config import PipelineConfig, PromptConfig
+from ranksam_ros.pipeline.panoptic import thing_centres
+from ranksam_ros.pipeline.pipeline import Pipeline
+from ranksam_ros.pipeline.prompts import find_peaks
+
+ROAD, CAR, POLE = 0, 1, 2
+
+
+def _one_hot(classes: np.ndarray, count: int = 3) -> np.ndarray:
+    return (np.arange(count)[:, None, None] == classes[None]).astype(np.float32)
+
+
+def _scene() -> np.ndarray:
+    """A square car, two square cars touching through a narrow neck, a pole one cell wide."""
+    classes = np.full((40, 40), ROAD)
+    classes[5:15, 5:15] = CAR
+    classes[20:28, 2:10] = CAR
+    classes[20:28, 14:22] = CAR
+    classes[23:25, 10:14] = CAR  # the neck
+    classes[5:36, 30] = POLE
+    return classes
+
+
+def test_one_prompt_per_thing_region_and_one_per_object_across_a_neck():
+    maps = thing_centres(_one_hot(_scene()), np.array([False, True, True]), factor=1)
+    assert maps.shape == (3, 40, 40) and not maps[ROAD].any()
+    peaks = find_peaks(maps, PromptConfig(smoothing_sigma=0.0, min_spacing=2), input_size=320)
+    found = sorted((int(c), int(r), int(k)) for c, (r, k) in zip(peaks.classes, peaks.cells))
+    cars = [(r, k) for c, r, k in found if c == CAR]
+    poles = [(r, k) for c, r, k in found if c == POLE]
+    assert len(cars) == 3 and len(poles) == 1  # the pole's plateau has one peak
+    assert any(9 <= r <= 10 and 9 <= k <= 10 for r, k in cars)  # the square's centre
+    assert any(23 <= r <= 24 and 5 <= k <= 6 for r, k in cars)  # both ends of the dumbbell
+    assert any(23 <= r <= 24 and 17 <= k <= 18 for r, k in cars)
+    assert 18 <= poles[0][0] <= 22 and poles[0][1] == 30  # near the pole's middle
+
+
+def test_maps_are_pooled_to_the_confidence_grid_and_ignore_nan():
+    probs = np.repeat(np.repeat(_one_hot(_scene()), 2, axis=1), 2, axis=2)
+    probs[:, 0, 0] = np.nan
+    maps = thing_centres(probs, np.array([False, True, True]), factor=2)
+    assert maps.shape == (3, 40, 40) and np.isfinite(maps).all()
+    assert maps.max() <= 1.0 and maps.min() >= 0.0
+
+
+def test_semantic_thing_prompts_skip_the_prompt_predictor():
+    semantic = np.zeros((MASK_SIZE, MASK_SIZE), np.int64)
+    semantic[4:12, 4:20] = CAR
+    car = FakeObject(4, 4, 12, 20, iou=0.9)
+    backend = FakeBackend(
+        objects=(car,), class_names=("road", "car", "pole"), semantic_map=semantic
+    )
+
+    def no_predictor(*_):
+        raise AssertionError("the prompt predictor ran")
+
+    backend.predict_prompts = no_predictor
+    prompts = PromptConfig(smoothing_sigma=0.0, threshold=0.3, decode_batch=1)
+    cfg = PipelineConfig(prompts=prompts, thing_classes=("car", "pole"), thing_prompts="semantic")
+    pipeline = Pipeline(backend, cfg)
+    assert not pipeline.needs_prompt_maps(auto=True)
+    result = pipeline(blank_image())
+    assert len(backend.decoded_points) == 1  # one region, one prompt
+    assert [(i.class_name, i.instance_id) for i in result.instances] == [("car", 1)]
+    assert "prompt_predictor" not in result.timings_ms
+    # The predictor source still needs (and runs) the predictor.
+    assert Pipeline(backend, replace(cfg, thing_prompts="predictor")).needs_prompt_maps(True)
+
+
+def test_unknown_thing_prompt_source_is_refused():
+    with pytest.raises(ValueError, match="thing_prompts"):
+        PipelineConfig(thing_prompts="centres")
