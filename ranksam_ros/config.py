@@ -27,6 +27,7 @@ CAMVID_IGNORE_LABEL = 11
 THING_CLASSES: tuple[str, ...] = ("pole", "sign_symbol", "car", "pedestrian", "bicyclist")
 PIPELINE_MODES = ("panoptic", "instances")
 THING_PROMPT_SOURCES = ("predictor", "semantic")  # where panoptic mode's thing prompts come from
+THING_MASK_SOURCES = ("sam", "regions")  # what makes panoptic mode's thing instances
 DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "lowlight", "fog", "motion")
 TRAIN_DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "lowlight", "fog")
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
@@ -298,10 +299,15 @@ class PipelineConfig:
     # the prompt predictor does not run at all; "predictor" takes the prompt predictor's
     # confidence peaks. Same PQ on held-out 0006R0 and val (docs/results.md, panoptic).
     thing_prompts: str = "semantic"
+    # Panoptic mode's thing instances: "sam" decodes a mask per thing prompt (touching objects
+    # of one class stay apart); "regions" makes each connected thing region of the class map
+    # one instance with no decoder call at all (fastest; touching objects merge).
+    thing_masks: str = "sam"
 
     def __post_init__(self) -> None:
         _check_choice("pipeline.mode", self.mode, PIPELINE_MODES)
         _check_choice("pipeline.thing_prompts", self.thing_prompts, THING_PROMPT_SOURCES)
+        _check_choice("pipeline.thing_masks", self.thing_masks, THING_MASK_SOURCES)
         _check(0.0 < self.nms_iou <= 1.0, "nms_iou must be in (0, 1]")
         _check(self.min_area >= 0, "min_area must be >= 0")
         _check(1 <= self.max_instances <= 65535, "max_instances must be in [1, 65535]")

@@ -80,3 +80,43 @@ def test_semantic_thing_prompts_skip_the_prompt_predictor():
 def test_unknown_thing_prompt_source_is_refused():
     with pytest.raises(ValueError, match="thing_prompts"):
         PipelineConfig(thing_prompts="centres")
+
+
+def test_region_things_need_no_decoder_and_follow_the_class_map():
+    semantic = np.zeros((MASK_SIZE, MASK_SIZE), np.int64)
+    semantic[4:12, 4:20] = CAR
+    semantic[4:12, 20:24] = CAR  # touches the first car: one region, one instance
+    semantic[20:30, 26:28] = POLE
+    backend = FakeBackend(objects=(), class_names=("road", "car", "pole"), semantic_map=semantic)
+    backend.predict_prompts = None  # would fail if called
+    cfg = PipelineConfig(thing_classes=("car", "pole"), thing_masks="regions")
+    pipeline = Pipeline(backend, cfg)
+    assert not pipeline.needs_prompt_maps(auto=True)
+    result = pipeline(blank_image())
+    assert backend.decoded_points == [] and "decoder" not in result.timings_ms
+    assert sorted(i.class_name for i in result.instances) == ["car", "pole"]
+    car = next(i for i in result.instances if i.class_name == "car")
+    assert car.area == 8 * 2 * 20 * 2 and car.box == (8, 8, 47, 23)
+    assert 0.5 < car.score <= 1.0  # the mean class probability (edges are blurred by upscaling)
+    for inst in result.instances:
+        assert (result.instance_ids[inst.mask] == inst.instance_id).all()
+        assert (result.semantic[inst.mask] == inst.class_id).all()
+    expected = {0} | {i.class_id * 1000 + i.instance_id for i in result.instances}
+    assert set(np.unique(result.panoptic).tolist()) == expected
+
+
+def test_region_things_leave_given_masks_alone():
+    from ranksam_ros.pipeline.pipeline import PromptSet
+
+    semantic = np.zeros((MASK_SIZE, MASK_SIZE), np.int64)
+    semantic[4:12, 4:20] = CAR
+    car = FakeObject(4, 4, 12, 12, iou=0.9)  # a given click covers the left half
+    backend = FakeBackend(objects=(car,), class_names=("road", "car"), semantic_map=semantic)
+    cfg = PipelineConfig(thing_classes=("car",), thing_masks="regions")
+    pipeline = Pipeline(backend, cfg)
+    frame = pipeline.encode(blank_image(), need_maps=False)
+    result = pipeline.segment(frame, PromptSet(points=[[12.0, 12.0]]), auto=True)
+    assert [i.prompt_given for i in result.instances] == [True, False]
+    given, region = result.instances
+    assert not (given.mask & region.mask).any()
+    assert given.area + region.area == 8 * 2 * 16 * 2

@@ -75,9 +75,54 @@ def thing_centres(class_probs: np.ndarray, things: np.ndarray, factor: int) -> n
     return out
 
 
-def dense_classes(class_probs: np.ndarray, geometry: ResizeInfo) -> np.ndarray:
-    """Most likely class of every source pixel ``(H, W)`` uint8 from ``(C, G, G)`` probabilities."""
-    return np.argmax(upscale_logits(class_probs, geometry), axis=0).astype(np.uint8)
+def dense_classes(class_probs: np.ndarray, geometry: ResizeInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Most likely class of every source pixel from ``(C, G, G)`` probabilities.
+
+    Returns:
+        ``(H, W)`` uint8 classes and ``(H, W)`` float32 probability of each pixel's class.
+    """
+    probs = upscale_logits(class_probs, geometry)
+    classes = np.argmax(probs, axis=0)
+    return classes.astype(np.uint8), np.take_along_axis(probs, classes[None], axis=0)[0]
+
+
+def region_instances(
+    semantic: np.ndarray,
+    confidence: np.ndarray,
+    things: np.ndarray,
+    class_names: tuple[str, ...],
+    free: np.ndarray | None = None,
+) -> list[Instance]:
+    """Each connected region of a thing class in the class map as one instance, no SAM decode.
+
+    The fast path (``pipeline.thing_masks: regions``): objects of one class that touch become
+    one instance, which SAM's prompted masks would keep apart.
+
+    Args:
+        semantic: ``(H, W)`` uint8 dense class map.
+        confidence: ``(H, W)`` probability of each pixel's class; an instance's score is its mean.
+        things: ``(C,)`` bool thing classes.
+        class_names: Names of the classes.
+        free: ``(H, W)`` bool pixels no other instance holds (all when None).
+
+    Returns:
+        Instances in class order, ids unset (``make_panoptic`` numbers them).
+    """
+    found = []
+    for c in np.flatnonzero(things):
+        region = semantic == c if free is None else (semantic == c) & free
+        regions, count = ndimage.label(region)
+        for k, window in enumerate(ndimage.find_objects(regions), start=1):
+            mask = regions == k
+            area = int(np.count_nonzero(mask[window]))
+            score = float(confidence[window][mask[window]].mean())
+            ys, xs = np.nonzero(mask[window])
+            centre = (float(xs.mean() + window[1].start), float(ys.mean() + window[0].start))
+            box = (window[1].start, window[0].start, window[1].stop - 1, window[0].stop - 1)
+            found.append(
+                Instance(0, int(c), class_names[c], score, 0.0, box, area, mask, centre, score)
+            )
+    return sorted(found, key=lambda inst: -inst.score)
 
 
 def thing_class(pooled: np.ndarray, things: np.ndarray) -> np.ndarray:

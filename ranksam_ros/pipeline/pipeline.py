@@ -143,7 +143,8 @@ class Pipeline:
             with timer.stage("decoder"):
                 candidates, decoded = self._decode_given(frame, prompts)
         given = len(candidates)
-        if auto:
+        regions = auto and self.panoptic and self.cfg.thing_masks == "regions"
+        if auto and not regions:
             with timer.stage("prompts"):
                 found = self._outside(self._auto_candidates(frame), decoded)
             with timer.stage("decoder"):
@@ -152,7 +153,17 @@ class Pipeline:
         with timer.stage("postprocess"):
             result = self._assemble(frame, candidates, decoded, given)
             if self.panoptic:
-                dense = panoptic.dense_classes(frame.encoded.semantic[0], frame.geometry)
+                dense, confidence = panoptic.dense_classes(
+                    frame.encoded.semantic[0], frame.geometry
+                )
+                if regions:  # things straight from the class map, outside given masks
+                    result.instances += panoptic.region_instances(
+                        dense,
+                        confidence,
+                        self.things,
+                        self.class_names,
+                        free=result.instance_ids == 0,
+                    )
                 panoptic.make_panoptic(result, dense, self.things, self.cfg.min_area)
             elif self.cfg.fill_semantic:
                 result.semantic = self.dense_semantic(frame, result.semantic)
@@ -169,7 +180,7 @@ class Pipeline:
         when the model has no semantic head.
         """
         info = self.backend.info
-        if auto and not self._semantic_seeds:
+        if auto and not self._predictor_free:
             return True
         return bool(self.class_names) and not info.semantic_head
 
@@ -177,6 +188,11 @@ class Pipeline:
     def _semantic_seeds(self) -> bool:
         """Thing prompts come from the semantic head's class map, not the prompt predictor."""
         return bool(self.panoptic) and self.cfg.thing_prompts == "semantic"
+
+    @property
+    def _predictor_free(self) -> bool:
+        """Automatic output needs no prompt predictor: the class map seeds or makes things."""
+        return self._semantic_seeds or (bool(self.panoptic) and self.cfg.thing_masks == "regions")
 
     def _auto_candidates(self, frame: EncodedFrame) -> Candidates:
         """Automatic point prompts: peaks of the prompt predictor's or the class map's maps."""
