@@ -1,6 +1,7 @@
 """Per-stage time of the promptless pipeline in-process (no ROS), torch vs ONNX Runtime,
-panoptic output (the default: SAM decodes only things; its thing prompts from the prompt
-predictor or from the semantic head's class map) vs instances of every class; the
+panoptic output (the default: SAM decodes only things, prompted once per thing region of the
+semantic head's class map; or at the prompt predictor's peaks; or no decoder, the regions
+themselves) vs instances of every class; the
 `stages` section of docs/benchmarks.md. The ONNX export goes into the cache first (an explicit
 step: engines never export).
 
@@ -29,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("preprocess", "encoder", "prompt_predictor", "prompts", "decoder", "postprocess")
 MODES = {
     "panoptic (default)": PipelineConfig(),
-    "panoptic, thing prompts from the class map": PipelineConfig(thing_prompts="semantic"),
+    "panoptic, thing prompts from the prompt predictor": PipelineConfig(thing_prompts="predictor"),
+    "panoptic, thing regions (no decoder)": PipelineConfig(thing_masks="regions"),
     "instances": PipelineConfig(mode="instances"),
 }
 

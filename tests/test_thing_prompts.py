@@ -120,3 +120,16 @@ def test_region_things_leave_given_masks_alone():
     given, region = result.instances
     assert not (given.mask & region.mask).any()
     assert given.area + region.area == 8 * 2 * 16 * 2
+
+
+def test_dense_classes_is_the_arg_max_of_the_upscaled_probabilities():
+    from ranksam_ros.graph.preprocess import preprocess
+    from ranksam_ros.pipeline.panoptic import dense_classes
+    from ranksam_ros.pipeline.postprocess import upscale_logits
+
+    probs = np.random.default_rng(0).random((11, 24, 24)).astype(np.float32)
+    _, geometry = preprocess(np.zeros((36, 48, 3), np.uint8), 96, (0, 0, 0), (1, 1, 1))
+    classes, confidence = dense_classes(probs, geometry)
+    upscaled = upscale_logits(probs, geometry)
+    np.testing.assert_array_equal(classes, upscaled.argmax(axis=0))
+    np.testing.assert_allclose(confidence, upscaled.max(axis=0))

@@ -82,8 +82,14 @@ def dense_classes(class_probs: np.ndarray, geometry: ResizeInfo) -> tuple[np.nda
         ``(H, W)`` uint8 classes and ``(H, W)`` float32 probability of each pixel's class.
     """
     probs = upscale_logits(class_probs, geometry)
-    classes = np.argmax(probs, axis=0)
-    return classes.astype(np.uint8), np.take_along_axis(probs, classes[None], axis=0)[0]
+    # One contiguous pass per class: numpy's arg-max over the leading axis of (C, H, W) walks
+    # memory with a stride of H * W and took 4x longer at 480x360.
+    classes, best = np.zeros(probs.shape[1:], np.uint8), probs[0].copy()
+    for c in range(1, len(probs)):
+        better = probs[c] > best
+        classes[better] = c
+        np.maximum(best, probs[c], out=best)
+    return classes, best
 
 
 def region_instances(
@@ -91,6 +97,7 @@ def region_instances(
     confidence: np.ndarray,
     things: np.ndarray,
     class_names: tuple[str, ...],
+    min_area: int,
     free: np.ndarray | None = None,
 ) -> list[Instance]:
     """Each connected region of a thing class in the class map as one instance, no SAM decode.
@@ -103,24 +110,33 @@ def region_instances(
         confidence: ``(H, W)`` probability of each pixel's class; an instance's score is its mean.
         things: ``(C,)`` bool thing classes.
         class_names: Names of the classes.
+        min_area: Smallest region kept, in pixels (specks are skipped before any mask is made).
         free: ``(H, W)`` bool pixels no other instance holds (all when None).
 
     Returns:
-        Instances in class order, ids unset (``make_panoptic`` numbers them).
+        Instances, best score first, ids unset (``make_panoptic`` numbers them).
     """
     found = []
     for c in np.flatnonzero(things):
         region = semantic == c if free is None else (semantic == c) & free
         regions, count = ndimage.label(region)
-        for k, window in enumerate(ndimage.find_objects(regions), start=1):
-            mask = regions == k
-            area = int(np.count_nonzero(mask[window]))
-            score = float(confidence[window][mask[window]].mean())
-            ys, xs = np.nonzero(mask[window])
-            centre = (float(xs.mean() + window[1].start), float(ys.mean() + window[0].start))
-            box = (window[1].start, window[0].start, window[1].stop - 1, window[0].stop - 1)
+        if not count:
+            continue
+        areas = np.bincount(regions.ravel(), minlength=count + 1)[1:]
+        sums = np.bincount(regions.ravel(), weights=confidence.ravel(), minlength=count + 1)
+        scores = sums[1:] / np.maximum(areas, 1)
+        windows = ndimage.find_objects(regions)
+        for k in np.flatnonzero(areas >= max(min_area, 1)):
+            rows, cols = windows[k]
+            mask = regions == k + 1
+            ys, xs = np.nonzero(mask[rows, cols])
+            centre = (float(xs.mean() + cols.start), float(ys.mean() + rows.start))
+            box = (cols.start, rows.start, cols.stop - 1, rows.stop - 1)
+            score = float(scores[k])
             found.append(
-                Instance(0, int(c), class_names[c], score, 0.0, box, area, mask, centre, score)
+                Instance(
+                    0, int(c), class_names[c], score, 0.0, box, int(areas[k]), mask, centre, score
+                )
             )
     return sorted(found, key=lambda inst: -inst.score)
 

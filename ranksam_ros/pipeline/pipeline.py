@@ -162,6 +162,7 @@ class Pipeline:
                         confidence,
                         self.things,
                         self.class_names,
+                        self.cfg.min_area,
                         free=result.instance_ids == 0,
                     )
                 panoptic.make_panoptic(result, dense, self.things, self.cfg.min_area)
