@@ -17,10 +17,10 @@ import numpy as np
 from ranksam_ros.backends.base import Backend
 from ranksam_ros.config import PipelineConfig
 from ranksam_ros.graph.preprocess import ResizeInfo, check_image, preprocess
-from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.graph.types import Encoded, PromptMaps
 from ranksam_ros.pipeline import panoptic
 from ranksam_ros.pipeline.class_pooling import pool_class_probs, soft_mask_weights
+from ranksam_ros.pipeline.given import PromptSet, box_array, decode_given, logit_cuts
 from ranksam_ros.pipeline.postprocess import (
     clip_to_boxes,
     fill_unassigned,
@@ -31,29 +31,12 @@ from ranksam_ros.pipeline.postprocess import (
 from ranksam_ros.pipeline.prompts import (
     Candidates,
     Decoded,
-    DecodedMask,
     decode_with_deletion,
     find_peaks,
 )
 from ranksam_ros.pipeline.result import UNASSIGNED, Instance, Segmentation
 
 CONFIDENCE_CELL = 8  # network-input pixels per confidence-map cell (PromptConfig's spacing unit)
-
-
-@dataclass
-class PromptSet:
-    """Prompts given from outside, in source pixels.
-
-    Attributes:
-        points: ``(N, 2)`` single foreground points (x, y).
-        boxes: ``(M, 4)`` boxes x0, y0, x1, y1, pixel-inclusive (x1, y1 is the last pixel
-            inside the object), the convention the shipped model is trained with.
-        classes: Optional class index per prompt (points first, then boxes); -1 = unknown.
-    """
-
-    points: np.ndarray | None = None
-    boxes: np.ndarray | None = None
-    classes: np.ndarray | None = None
 
 
 @dataclass
@@ -141,7 +124,9 @@ class Pipeline:
         candidates, decoded = Candidates.empty(), Decoded()
         if prompts is not None:
             with timer.stage("decoder"):
-                candidates, decoded = self._decode_given(frame, prompts)
+                candidates, decoded = decode_given(
+                    self.backend, self.cfg, frame.encoded, frame.geometry, prompts
+                )
         given = len(candidates)
         regions = auto and self.panoptic and self.cfg.thing_masks == "regions"
         if auto and not regions:
@@ -255,88 +240,6 @@ class Pipeline:
             self.cfg.mask_threshold,
         )
 
-    def _decode_given(self, frame: EncodedFrame, prompts: PromptSet) -> tuple[Candidates, Decoded]:
-        geometry = frame.geometry
-        points = (
-            np.zeros((0, 2))
-            if prompts.points is None
-            else np.asarray(prompts.points, float).reshape(-1, 2)
-        )
-        boxes = (
-            np.zeros((0, 4))
-            if prompts.boxes is None
-            else np.asarray(prompts.boxes, float).reshape(-1, 4)
-        )
-        if not (np.isfinite(points).all() and np.isfinite(boxes).all()):
-            raise ValueError("prompt coordinates must be finite")
-        count = len(points) + len(boxes)
-        classes = (
-            np.full(count, -1, np.int64)
-            if prompts.classes is None
-            else np.asarray(prompts.classes, np.int64)
-        )
-        if len(classes) != count:
-            raise ValueError(f"{len(classes)} prompt classes for {count} prompts")
-        centres = np.concatenate([points, (boxes[:, :2] + boxes[:, 2:]) / 2.0])
-        xy = geometry.to_input(centres) if count else np.zeros((0, 2))
-        candidates = Candidates(
-            np.zeros((count, 2), np.int64), xy, classes, np.ones(count, np.float32)
-        )
-        decoded = Decoded()
-        outputs = []
-        if len(points):
-            coords = geometry.to_input(points)[:, None, :].astype(np.float32)
-            outputs.append(
-                self.backend.decode(
-                    frame.encoded, coords, np.ones((len(points), 1), np.float32), True
-                )
-            )
-        if len(boxes):
-            coords, labels = boxes_to_prompts(
-                geometry.to_input(boxes.reshape(-1, 2)).reshape(-1, 4)
-            )
-            outputs.append(self.backend.decode(frame.encoded, coords, labels, False))
-        prompt_boxes = [None] * len(points) + list(boxes)
-        cuts = self._cuts(prompt_boxes)
-        for logits, iou in outputs:
-            best = np.argmax(iou, axis=1)
-            for lg, score in zip(
-                logits[np.arange(len(best)), best], iou[np.arange(len(best)), best]
-            ):
-                index = len(decoded.accepted)
-                decoded.accepted.append(
-                    DecodedMask(index, lg, lg > cuts[index], float(score), prompt_boxes[index])
-                )
-        decoded.decoded = count
-        decoded.tried = list(range(count))
-        if self.cfg.clip_to_box and len(boxes):
-            self._clip_low_res(decoded, geometry)
-        return candidates, decoded
-
-    def _clip_low_res(self, decoded: Decoded, geometry: ResizeInfo) -> None:
-        """Clip the low-res masks of box prompts too (cells touching the box stay).
-
-        Duplicate removal and the hybrid mode's prompt filter then compare the masks that will
-        be published, not their spill over the box edges.
-        """
-        info = self.backend.info
-        corners = _box_array([m.box for m in decoded.accepted])  # a new array: safe to shift
-        corners[:, 2:] += 1.0  # pixel-inclusive last pixel -> its far edge
-        cells = geometry.to_input(corners.reshape(-1, 2)).reshape(-1, 4)
-        cells *= info.mask_size / info.input_size  # NaN rows (points) stay NaN
-        clipped = clip_to_boxes(np.stack([m.mask for m in decoded.accepted]), cells)
-        for record, mask in zip(decoded.accepted, clipped):
-            record.mask = mask
-
-    def _cuts(self, boxes: list[np.ndarray | None]) -> np.ndarray:
-        """Per-mask logit cut ``(K,)``.
-
-        ``box_mask_threshold`` where the prompt was a box, ``mask_threshold`` where it was a
-        point (``None``).
-        """
-        is_box = np.array([box is not None for box in boxes], bool)
-        return np.where(is_box, self.cfg.box_mask_threshold, self.cfg.mask_threshold)
-
     def _assemble(
         self, frame: EncodedFrame, candidates: Candidates, decoded: Decoded, given: int
     ) -> Segmentation:
@@ -361,9 +264,9 @@ class Pipeline:
             return result
         logits = np.stack([accepted[i].logits for i in keep])
         boxes = [accepted[i].box for i in keep]
-        masks = upscale_logits(logits, geometry) > self._cuts(boxes)[:, None, None]
+        masks = upscale_logits(logits, geometry) > logit_cuts(self.cfg, boxes)[:, None, None]
         if cfg.clip_to_box and any(box is not None for box in boxes):
-            clip_to_boxes(masks, _box_array(boxes))
+            clip_to_boxes(masks, box_array(boxes))
         classes = self._classes(frame, candidates.classes[used[keep]], logits, used[keep] < given)
         instances = []
         for order, i in enumerate(keep):
@@ -429,11 +332,6 @@ class Pipeline:
             classes[auto] = panoptic.thing_class(pooled[auto], self.things)
             return classes
         return np.argmax(pooled, axis=1)
-
-
-def _box_array(boxes: list[np.ndarray | None]) -> np.ndarray:
-    """Prompt boxes ``(K, 4)`` float64, NaN rows for point prompts."""
-    return np.array([np.full(4, np.nan) if box is None else box for box in boxes], np.float64)
 
 
 def _class_probs(frame: EncodedFrame) -> np.ndarray | None:
