@@ -26,7 +26,7 @@ CAMVID_IGNORE_LABEL = 11
 # CamVid's countable classes (instances); the others are stuff.
 THING_CLASSES: tuple[str, ...] = ("pole", "sign_symbol", "car", "pedestrian", "bicyclist")
 PIPELINE_MODES = ("panoptic", "instances")
-THING_PROMPT_SOURCES = ("predictor", "semantic")  # where panoptic mode's thing prompts come from
+THING_PROMPTS = ("box", "centre", "predictor")  # what panoptic mode prompts SAM with for things
 THING_MASK_SOURCES = ("sam", "regions")  # what makes panoptic mode's thing instances
 DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "lowlight", "fog", "motion")
 TRAIN_DEGRADATIONS: tuple[str, ...] = ("noise", "blur", "lowlight", "fog")
@@ -294,11 +294,11 @@ class PipelineConfig:
     # foundation's output; models without a semantic head always run it).
     mode: str = "panoptic"
     thing_classes: tuple[str, ...] = THING_CLASSES
-    # Panoptic mode's automatic thing prompts: "semantic" puts one prompt at the most interior
-    # cell of each thing region of the semantic head's class map (pipeline/panoptic.py), so
-    # the prompt predictor does not run at all; "predictor" takes the prompt predictor's
-    # confidence peaks. Same PQ on held-out 0006R0 and val (docs/results.md, panoptic).
-    thing_prompts: str = "semantic"
+    # Panoptic mode's automatic thing prompts, one per thing region of the semantic head's
+    # class map (pipeline/panoptic.py), so the prompt predictor does not run: "box" its
+    # bounding box, "centre" a click at its most interior cell; or "predictor": clicks at the
+    # prompt predictor's peaks on the thing channels (docs/results.md, panoptic).
+    thing_prompts: str = "box"
     # Panoptic mode's thing instances: "sam" decodes a mask per thing prompt (touching objects
     # of one class stay apart); "regions" makes each connected thing region of the class map
     # one instance with no decoder call at all (fastest; touching objects merge).
@@ -306,7 +306,7 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         _check_choice("pipeline.mode", self.mode, PIPELINE_MODES)
-        _check_choice("pipeline.thing_prompts", self.thing_prompts, THING_PROMPT_SOURCES)
+        _check_choice("pipeline.thing_prompts", self.thing_prompts, THING_PROMPTS)
         _check_choice("pipeline.thing_masks", self.thing_masks, THING_MASK_SOURCES)
         _check(0.0 < self.nms_iou <= 1.0, "nms_iou must be in (0, 1]")
         _check(self.min_area >= 0, "min_area must be >= 0")

@@ -1,7 +1,7 @@
 """Per-stage time of the promptless pipeline in-process (no ROS), torch vs ONNX Runtime,
-panoptic output (the default: SAM decodes only things, prompted once per thing region of the
-semantic head's class map; or at the prompt predictor's peaks; or no decoder, the regions
-themselves) vs instances of every class; the
+panoptic output (the default: SAM decodes only things, prompted with the box of each thing
+region of the semantic head's class map; or a click at its centre; or clicks at the prompt
+predictor's peaks; or no decoder, the regions themselves) vs instances of every class; the
 `stages` section of docs/benchmarks.md. The ONNX export goes into the cache first (an explicit
 step: engines never export).
 
@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("preprocess", "encoder", "prompt_predictor", "prompts", "decoder", "postprocess")
 MODES = {
     "panoptic (default)": PipelineConfig(),
-    "panoptic, thing prompts from the prompt predictor": PipelineConfig(thing_prompts="predictor"),
+    "panoptic, thing clicks at region centres": PipelineConfig(thing_prompts="centre"),
+    "panoptic, thing clicks at prompt-predictor peaks": PipelineConfig(thing_prompts="predictor"),
     "panoptic, thing regions (no decoder)": PipelineConfig(thing_masks="regions"),
     "instances": PipelineConfig(mode="instances"),
 }

@@ -1,4 +1,4 @@
-"""Panoptic thing prompts from the semantic head's class map (``pipeline.thing_prompts``)."""
+"""Panoptic things from the semantic head's class map (``thing_prompts``, ``thing_masks``)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _scene() -> np.ndarray:
 
 
 def test_one_prompt_per_thing_region_and_one_per_object_across_a_neck():
-    maps = thing_centres(_one_hot(_scene()), np.array([False, True, True]), factor=1)
+    maps, boxes = thing_centres(_one_hot(_scene()), np.array([False, True, True]), factor=1)
     assert maps.shape == (3, 40, 40) and not maps[ROAD].any()
     peaks = find_peaks(maps, PromptConfig(smoothing_sigma=0.0, min_spacing=2), input_size=320)
     found = sorted((int(c), int(r), int(k)) for c, (r, k) in zip(peaks.classes, peaks.cells))
@@ -43,12 +43,15 @@ def test_one_prompt_per_thing_region_and_one_per_object_across_a_neck():
     assert any(23 <= r <= 24 and 5 <= k <= 6 for r, k in cars)  # both ends of the dumbbell
     assert any(23 <= r <= 24 and 17 <= k <= 18 for r, k in cars)
     assert 18 <= poles[0][0] <= 22 and poles[0][1] == 30  # near the pole's middle
+    # Each cell knows the box of its region; the dumbbell is one region, one box.
+    assert boxes[9, 9].tolist() == [5, 5, 14, 14] and boxes[25, 5].tolist() == [2, 20, 21, 27]
+    assert boxes[10, 30].tolist() == [30, 5, 30, 35] and np.isnan(boxes[0, 0]).all()
 
 
 def test_maps_are_pooled_to_the_confidence_grid_and_ignore_nan():
     probs = np.repeat(np.repeat(_one_hot(_scene()), 2, axis=1), 2, axis=2)
     probs[:, 0, 0] = np.nan
-    maps = thing_centres(probs, np.array([False, True, True]), factor=2)
+    maps, _ = thing_centres(probs, np.array([False, True, True]), factor=2)
     assert maps.shape == (3, 40, 40) and np.isfinite(maps).all()
     assert maps.max() <= 1.0 and maps.min() >= 0.0
 
@@ -66,7 +69,7 @@ def test_semantic_thing_prompts_skip_the_prompt_predictor():
 
     backend.predict_prompts = no_predictor
     prompts = PromptConfig(smoothing_sigma=0.0, threshold=0.3, decode_batch=1)
-    cfg = PipelineConfig(prompts=prompts, thing_classes=("car", "pole"), thing_prompts="semantic")
+    cfg = PipelineConfig(prompts=prompts, thing_classes=("car", "pole"), thing_prompts="centre")
     pipeline = Pipeline(backend, cfg)
     assert not pipeline.needs_prompt_maps(auto=True)
     result = pipeline(blank_image())
@@ -133,3 +136,16 @@ def test_dense_classes_is_the_arg_max_of_the_upscaled_probabilities():
     upscaled = upscale_logits(probs, geometry)
     np.testing.assert_array_equal(classes, upscaled.argmax(axis=0))
     np.testing.assert_allclose(confidence, upscaled.max(axis=0))
+
+
+def test_box_thing_prompts_give_sam_each_region_box():
+    semantic = np.zeros((MASK_SIZE, MASK_SIZE), np.int64)
+    semantic[4:12, 4:20] = CAR  # grid cells (8 input px) rows 1-2, columns 1-4
+    backend = FakeBackend(objects=(), class_names=("road", "car"), semantic_map=semantic)
+    prompts = PromptConfig(smoothing_sigma=0.0, threshold=0.3, decode_batch=1)
+    cfg = PipelineConfig(prompts=prompts, thing_classes=("car",), thing_prompts="box")
+    result = Pipeline(backend, cfg)(blank_image())
+    assert backend.decoded_points == []  # a box, not a click
+    (car,) = result.instances
+    assert car.class_name == "car" and car.box == (8, 8, 39, 23)
+    assert car.area == 16 * 32  # the box's mask, cut to the class map

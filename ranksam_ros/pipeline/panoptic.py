@@ -37,7 +37,9 @@ def thing_confidence(confidence: np.ndarray, things: np.ndarray) -> np.ndarray:
     return np.where(things[:, None, None], confidence, 0.0)
 
 
-def thing_centres(class_probs: np.ndarray, things: np.ndarray, factor: int) -> np.ndarray:
+def thing_centres(
+    class_probs: np.ndarray, things: np.ndarray, factor: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Prompt-confidence maps for things from the semantic head alone (no prompt predictor).
 
     Each connected region of a thing class in the class map gets its peak at its most interior
@@ -52,13 +54,16 @@ def thing_centres(class_probs: np.ndarray, things: np.ndarray, factor: int) -> n
         factor: Mask-grid cells per confidence cell (the maps are average-pooled by it).
 
     Returns:
-        ``(C, m // factor, m // factor)`` confidences in [0, 1]; stuff channels are zero.
+        ``(C, G, G)`` confidences in [0, 1] (stuff channels zero), ``G = m // factor``, and
+        ``(G, G, 4)`` the box ``x0, y0, x1, y1`` (cells, inclusive) of the thing region each
+        cell lies in (NaN outside things): every cell has one class, so one region.
     """
     channels, side = class_probs.shape[0], class_probs.shape[-1] // factor
     probs = np.nan_to_num(class_probs[:, : side * factor, : side * factor], nan=0.0)
     probs = probs.reshape(channels, side, factor, side, factor).mean(axis=(2, 4))
     winner = np.argmax(probs, axis=0)
     out = np.zeros_like(probs, dtype=np.float32)
+    boxes = np.full((side, side, 4), np.nan)
     rows, cols = np.indices((side, side))
     for c in np.flatnonzero(things[:channels]):
         region = winner == c
@@ -72,7 +77,15 @@ def thing_centres(class_probs: np.ndarray, things: np.ndarray, factor: int) -> n
         offset = np.hypot(rows - centres[regions - 1, 0], cols - centres[regions - 1, 1])
         centred = depth / np.maximum(deepest, 1.0) - 1e-3 * offset / side
         out[c] = np.where(region, np.clip(probs[c] * centred, 0.0, 1.0), 0.0)
-    return out
+        windows = np.array(
+            [
+                (w[1].start, w[0].start, w[1].stop - 1, w[0].stop - 1)
+                for w in ndimage.find_objects(regions)
+            ],
+            float,
+        )
+        boxes[region] = windows[regions[region] - 1]
+    return out, boxes
 
 
 def dense_classes(class_probs: np.ndarray, geometry: ResizeInfo) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ import numpy as np
 from ranksam_ros.backends.base import Backend
 from ranksam_ros.config import PipelineConfig
 from ranksam_ros.graph.preprocess import ResizeInfo, check_image, preprocess
+from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.graph.types import Encoded, PromptMaps
 from ranksam_ros.pipeline import panoptic
 from ranksam_ros.pipeline.class_pooling import pool_class_probs, soft_mask_weights
@@ -131,9 +132,11 @@ class Pipeline:
         regions = auto and self.panoptic and self.cfg.thing_masks == "regions"
         if auto and not regions:
             with timer.stage("prompts"):
-                found = self._outside(self._auto_candidates(frame), decoded)
+                found, region_boxes = self._auto_candidates(frame)
+                found = self._outside(found, decoded)
             with timer.stage("decoder"):
-                decoded = decoded.followed_by(self._decode_auto(frame, found), given)
+                auto_masks = self._decode_auto(frame, found, region_boxes)
+                decoded = decoded.followed_by(auto_masks, given)
                 candidates = Candidates.concat(candidates, found)
         with timer.stage("postprocess"):
             result = self._assemble(frame, candidates, decoded, given)
@@ -162,8 +165,8 @@ class Pipeline:
     def needs_prompt_maps(self, auto: bool) -> bool:
         """Whether a frame needs the prompt predictor.
 
-        It does for automatic prompts (unless the semantic head seeds them), and to name masks
-        when the model has no semantic head.
+        It does for automatic prompts (unless the class map makes or seeds things), and to name
+        masks when the model has no semantic head.
         """
         info = self.backend.info
         if auto and not self._predictor_free:
@@ -173,20 +176,27 @@ class Pipeline:
     @property
     def _semantic_seeds(self) -> bool:
         """Thing prompts come from the semantic head's class map, not the prompt predictor."""
-        return bool(self.panoptic) and self.cfg.thing_prompts == "semantic"
+        return bool(self.panoptic) and self.cfg.thing_prompts != "predictor"
 
     @property
     def _predictor_free(self) -> bool:
         """Automatic output needs no prompt predictor: the class map seeds or makes things."""
         return self._semantic_seeds or (bool(self.panoptic) and self.cfg.thing_masks == "regions")
 
-    def _auto_candidates(self, frame: EncodedFrame) -> Candidates:
-        """Automatic point prompts: peaks of the prompt predictor's or the class map's maps."""
+    def _auto_candidates(self, frame: EncodedFrame) -> tuple[Candidates, np.ndarray | None]:
+        """Automatic prompts: peaks of the prompt predictor's or the class map's maps.
+
+        Returns:
+            The candidates, and with ``thing_prompts: box`` the ``(G, G, 4)`` map of region
+            boxes (cells) to prompt each candidate with instead of its point.
+        """
         info, cfg = self.backend.info, self.cfg.prompts
+        boxes = None
         if self._semantic_seeds:
             probs = frame.encoded.semantic[0]
             factor = max(1, round(probs.shape[-1] * CONFIDENCE_CELL / info.input_size))
-            confidence = panoptic.thing_centres(probs, self.things, factor)
+            confidence, boxes = panoptic.thing_centres(probs, self.things, factor)
+            boxes = boxes if self.cfg.thing_prompts == "box" else None
             cfg = replace(cfg, smoothing_sigma=0.0)  # already a distance map: no smoothing
         elif frame.maps is None:
             raise RuntimeError(f"model {info.model_id} has no prompt predictor")
@@ -194,7 +204,7 @@ class Pipeline:
             confidence = frame.maps.confidence
             if self.panoptic:  # stuff comes from the class map: prompts only for things
                 confidence = panoptic.thing_confidence(confidence, self.things)
-        return find_peaks(confidence, cfg, frame.geometry.input_size)
+        return find_peaks(confidence, cfg, frame.geometry.input_size), boxes
 
     def dense_semantic(self, frame: EncodedFrame, semantic: np.ndarray) -> np.ndarray:
         """``semantic`` with uncovered pixels given the prompt predictor's most likely class.
@@ -217,19 +227,24 @@ class Pipeline:
         covered = np.any([m.mask[cells[:, 1], cells[:, 0]] for m in decoded.accepted], axis=0)
         return found.subset(np.flatnonzero(~covered))
 
-    def _decode_auto(self, frame: EncodedFrame, candidates: Candidates) -> Decoded:
-        cfg = self.cfg.prompts
+    def _decode_auto(
+        self, frame: EncodedFrame, candidates: Candidates, region_boxes: np.ndarray | None
+    ) -> Decoded:
+        """Decode automatic candidates: a click each, or the box of the region it lies in."""
+        cfg, info = self.cfg.prompts, self.backend.info
         features = None
         if cfg.elimination_threshold > 0:
             emb = frame.encoded.embedding[0]
             features = emb / (np.linalg.norm(emb, axis=0, keepdims=True) + 1e-6)
 
         def decode(xy: np.ndarray):
+            if region_boxes is not None:
+                coords, labels = region_box_prompts(region_boxes, xy, info.input_size)
+                return self.backend.decode(frame.encoded, coords, labels, multimask=False)
             coords = xy[:, None, :].astype(np.float32)
             labels = np.ones((len(xy), 1), np.float32)
             return self.backend.decode(frame.encoded, coords, labels, multimask=cfg.multimask)
 
-        info = self.backend.info
         return decode_with_deletion(
             candidates,
             decode,
@@ -332,6 +347,26 @@ class Pipeline:
             classes[auto] = panoptic.thing_class(pooled[auto], self.things)
             return classes
         return np.argmax(pooled, axis=1)
+
+
+def region_box_prompts(
+    region_boxes: np.ndarray, xy: np.ndarray, input_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Box prompts of the regions the points ``xy (N, 2)`` (input pixels) lie in.
+
+    Args:
+        region_boxes: ``(G, G, 4)`` inclusive cell box of each cell's region.
+        xy: Points inside thing regions.
+        input_size: Side of the network input the grid covers.
+
+    Returns:
+        ``coords (N, 2, 2)`` and ``labels (N, 2)`` of the boxes in input pixels.
+    """
+    cell = input_size / region_boxes.shape[0]
+    at = np.clip((xy / cell).astype(np.int64), 0, region_boxes.shape[0] - 1)
+    boxes = region_boxes[at[:, 1], at[:, 0]]
+    corners = np.concatenate([boxes[:, :2] * cell, (boxes[:, 2:] + 1) * cell - 1], axis=1)
+    return boxes_to_prompts(corners)
 
 
 def _class_probs(frame: EncodedFrame) -> np.ndarray | None:
