@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from ranksam_ros.graph.preprocess import ResizeInfo
-from ranksam_ros.pipeline.postprocess import paint_labels, upscale_logits
+from ranksam_ros.pipeline.postprocess import upscale_logits
 from ranksam_ros.pipeline.result import Instance, Segmentation
 
 LABEL_DIVISOR = 1000  # panoptic id = class * LABEL_DIVISOR + instance id
@@ -135,13 +135,15 @@ def region_instances(
         regions, count = ndimage.label(region)
         if not count:
             continue
-        areas = np.bincount(regions.ravel(), minlength=count + 1)[1:]
-        sums = np.bincount(regions.ravel(), weights=confidence.ravel(), minlength=count + 1)
-        scores = sums[1:] / np.maximum(areas, 1)
+        labels = regions[region]  # only this class's pixels: things cover little of a frame
+        areas = np.bincount(labels, minlength=count + 1)[1:]
+        sums = np.bincount(labels, weights=confidence[region], minlength=count + 1)[1:]
+        scores = sums / np.maximum(areas, 1)
         windows = ndimage.find_objects(regions)
         for k in np.flatnonzero(areas >= max(min_area, 1)):
             rows, cols = windows[k]
-            mask = regions == k + 1
+            mask = np.zeros(regions.shape, bool)
+            mask[rows, cols] = regions[rows, cols] == k + 1
             ys, xs = np.nonzero(mask[rows, cols])
             centre = (float(xs.mean() + cols.start), float(ys.mean() + rows.start))
             box = (cols.start, rows.start, cols.stop - 1, rows.stop - 1)
@@ -176,21 +178,30 @@ def make_panoptic(
     """
     kept: list[Instance] = []
     for inst in result.instances:
-        mask = inst.mask & (semantic == inst.class_id)
-        area = int(mask.sum())
+        # Work inside the instance's box (it bounds the mask): 480x360 frames, 20 instances.
+        window = _window(inst.box)
+        inside = inst.mask[window] & (semantic[window] == inst.class_id)
+        area = int(np.count_nonzero(inside))
         if area < max(min_area, 1):
             continue
-        ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-        inst.mask, inst.area = mask, area
-        inst.box = (int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1]))
+        ys, xs = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
+        x0, y0 = inst.box[0], inst.box[1]
+        inst.mask = np.zeros_like(inst.mask)
+        inst.mask[window] = inside
+        inst.area = area
+        inst.box = (x0 + int(xs[0]), y0 + int(ys[0]), x0 + int(xs[-1]), y0 + int(ys[-1]))
         inst.instance_id = len(kept) + 1
         kept.append(inst)
     result.instances = kept
     result.semantic = semantic
     ids = np.zeros(semantic.shape, np.uint16)
-    if kept:
-        stack = np.stack([inst.mask for inst in kept])
-        scores = np.asarray([inst.score for inst in kept])
-        ids = paint_labels(stack, scores, np.arange(1, len(kept) + 1), 0, np.uint16)
+    for inst in sorted(kept, key=lambda i: i.score):  # lowest first, the best painted last
+        window = _window(inst.box)
+        ids[window][inst.mask[window]] = inst.instance_id
     result.instance_ids = ids
     result.panoptic = semantic.astype(np.int32) * LABEL_DIVISOR + ids.astype(np.int32)
+
+
+def _window(box: tuple[int, int, int, int]) -> tuple[slice, slice]:
+    """Rows and columns of an inclusive pixel box ``(x0, y0, x1, y1)``."""
+    return slice(box[1], box[3] + 1), slice(box[0], box[2] + 1)
