@@ -6,7 +6,8 @@
 # data.holdout_sequences) so that recipes and models are chosen, and results reported, on a
 # whole sequence the model never saw, beside val (which continues a training sequence).
 # Stages: foundation (DDP over 2 processes, 1500 steps, ~2.5 h in two sittings), prompt
-# predictor (600 steps), gated and LoRA adapters (300 steps each), the multi-task sets
+# predictor (600 steps), gated and LoRA adapters (300 steps each), the PA-SAM decoder set
+# (400 steps), the multi-task sets
 # (TA-LoRA, LoRA-STL, LoRA-HPS; 300 steps each), packaging into ranksam_ros/models/camvid-tiny,
 # then the results tables of docs/results.md. Every stage resumes from its last checkpoint when
 # the script is started again. The shipped model used exactly these defaults; PHASE2=1 adds a
@@ -39,6 +40,8 @@ for rank in ${LORA_RANKS:-8}; do
   train --config config/train/adapter_lora.yaml --set "model=$FOUNDATION" \
     --set "adapter.rank=$rank" --out "$RUNS/adapter_lora_r$rank"
 done
+stamp "PA-SAM decoder set (clicks; off by default)"
+train --config config/train/prompt_adapter.yaml --set "model=$FOUNDATION" --out "$RUNS/pa_sam"
 for sharing in tucker separate shared; do
   stamp "multi-task set: $sharing"
   train --config config/train/multitask.yaml --set "model=$FOUNDATION" \

@@ -4,8 +4,8 @@
 
 Copies the foundation (its last phase), the prompt predictor, every adapter set (gated, LoRA
 r4/r8/r16 and, as `lora`, the best of them: mean box mIoU over the four training
-degradations, read from docs/results/adapters.json when it exists) and the TA-LoRA
-multi-task set; writes model.json, the model card.
+degradations, read from docs/results/adapters.json when it exists; the PA-SAM decoder set)
+and the TA-LoRA multi-task set; writes model.json, the model card.
 """
 
 from __future__ import annotations
@@ -63,6 +63,9 @@ def main() -> None:
         if source.is_file():
             shutil.copy(source, out / f"adapters/lora_r{rank}.safetensors")
             loras.append(f"lora_r{rank}")
+    pa_sam = runs / "pa_sam/adapter.safetensors"  # the decoder set for clicks (PA-SAM)
+    if pa_sam.is_file():
+        shutil.copy(pa_sam, out / "adapters/pa_sam.safetensors")
     chosen = best_lora(Path(args.results), loras) if loras else None
     if chosen:
         shutil.copy(out / f"adapters/{chosen}.safetensors", out / "adapters/lora.safetensors")

@@ -59,7 +59,8 @@ def score(model: str, adapter: str, root: Path, limit: int) -> dict:
             options = EvalOptions(
                 model=model, adapter=adapter, prompts=prompts, limit=limit, **fields(root)
             )
-            out[split][prompts] = {k: evaluate(options, backend)[k] for k in METRICS}
+            report = evaluate(options, backend)  # once: every metric comes from the same pass
+            out[split][prompts] = {k: report[k] for k in METRICS}
     return out
 
 

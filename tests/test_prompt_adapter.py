@@ -159,3 +159,21 @@ def test_adapter_stage_trains_the_adapter_and_named_decoder_parts(dataset_root, 
     with pytest.raises(ValueError, match="pass the Sam"):
         load_adapters(path, build_model(str(base)).sam.image_encoder)
     assert torch.equal(model.sam.mask_decoder.output_upscaling[0].weight, changed["0.weight"])
+
+
+def test_shipped_pa_sam_set_stacks_on_the_gated_encoder_and_changes_clicks():
+    from ranksam_ros.backends.torch_backend import TorchBackend
+    from ranksam_ros.data.folder import BUNDLED_FRAMES, SegmentationFolder
+    from ranksam_ros.pipeline.pipeline import Pipeline, PromptSet
+
+    image = SegmentationFolder(BUNDLED_FRAMES)[0][0]
+    click = PromptSet(points=np.array([[240.0, 300.0]]))  # on the road
+    masks = {}
+    for spec in ("gated", "gated+pa_sam"):
+        model = build_model("camvid-tiny", adapter=spec)
+        assert (model.prompt_adapter is not None) == spec.endswith("pa_sam")
+        result = Pipeline(TorchBackend(model, threads=1))(image, click)
+        (instance,) = result.instances
+        masks[spec] = instance.mask
+    assert masks["gated+pa_sam"].sum() > 1000  # a real mask, not an empty one
+    assert (masks["gated"] != masks["gated+pa_sam"]).any()  # the set's decoder is in use
