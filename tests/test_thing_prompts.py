@@ -149,3 +149,14 @@ def test_box_thing_prompts_give_sam_each_region_box():
     (car,) = result.instances
     assert car.class_name == "car" and car.box == (8, 8, 39, 23)
     assert car.area == 16 * 32  # the box's mask, cut to the class map
+
+
+@pytest.mark.parametrize("things", ["box", "centre", "regions"])
+def test_a_frame_without_things_decodes_nothing_and_stays_well_formed(things):
+    semantic = np.zeros((MASK_SIZE, MASK_SIZE), np.int64)  # road only
+    backend = FakeBackend(objects=(), class_names=("road", "car"), semantic_map=semantic)
+    option = {"thing_masks": "regions"} if things == "regions" else {"thing_prompts": things}
+    result = Pipeline(backend, PipelineConfig(thing_classes=("car",), **option))(blank_image())
+    assert backend.decoded_points == [] and result.instances == []
+    assert not result.instance_ids.any() and (result.panoptic == 0).all()
+    assert (result.semantic == ROAD).all()
