@@ -277,7 +277,8 @@ class PipelineConfig:
     # spill far, so they take it: -0.75 is the best box mIoU on CamVid val (+1.5 points) that
     # keeps large segments at 0.80 (-1.0 is 0.15 points better overall but 0.002 below on
     # large ones; scripts/calibrate_threshold.py, docs/results.md). Automatic masks have no
-    # box to stop them and lose 1.6 points of semantic mIoU at -1.0, so they keep 0.
+    # box to stop them and lose 1.6 points of semantic mIoU at -1.0, so they keep 0 (the panoptic
+    # output's region-box prompts too: the class map cuts them instead of their box).
     box_mask_threshold: float = -0.75
     nms_iou: float = 0.7
     min_area: int = 16

@@ -99,6 +99,7 @@ class FakeBackend:
         self.active_rank = active_rank
         self.semantic_map = semantic_map
         self.decoded_points: list[tuple[float, float]] = []  # input pixels, in decoding order
+        self.decoded_boxes: list[tuple[float, ...]] = []  # x0, y0, x1, y1 input pixels
         self.info = ModelInfo(
             model_id="fake",
             input_size=INPUT_SIZE,
@@ -155,6 +156,7 @@ class FakeBackend:
 
     def _box(self, corners: np.ndarray) -> tuple[np.ndarray, float]:
         """Every mask cell the pixel-inclusive box touches, grown by ``box_spill``."""
+        self.decoded_boxes.append(tuple(float(v) for v in corners.reshape(-1)))
         (x0, y0), (x1, y1) = np.floor(corners * MASK_SIZE / INPUT_SIZE).astype(int)
         top, left = max(y0 - self.box_spill, 0), max(x0 - self.box_spill, 0)
         bottom, right = y1 + 1 + self.box_spill, x1 + 1 + self.box_spill

@@ -119,8 +119,11 @@ def test_region_things_leave_given_masks_alone():
     pipeline = Pipeline(backend, cfg)
     frame = pipeline.encode(blank_image(), need_maps=False)
     result = pipeline.segment(frame, PromptSet(points=[[12.0, 12.0]]), auto=True)
-    assert [i.prompt_given for i in result.instances] == [True, False]
-    given, region = result.instances
+    assert sorted(i.prompt_given for i in result.instances) == [False, True]
+    given = next(i for i in result.instances if i.prompt_given)
+    region = next(i for i in result.instances if not i.prompt_given)
+    scores = [i.score for i in result.instances]
+    assert scores == sorted(scores, reverse=True)  # ids follow the score
     assert not (given.mask & region.mask).any()
     assert given.area + region.area == 8 * 2 * 16 * 2
 
@@ -146,6 +149,7 @@ def test_box_thing_prompts_give_sam_each_region_box():
     cfg = PipelineConfig(prompts=prompts, thing_classes=("car",), thing_prompts="box")
     result = Pipeline(backend, cfg)(blank_image())
     assert backend.decoded_points == []  # a box, not a click
+    assert backend.decoded_boxes == [(8.0, 8.0, 39.0, 23.0)]  # the region's cells, inclusive
     (car,) = result.instances
     assert car.class_name == "car" and car.box == (8, 8, 39, 23)
     assert car.area == 16 * 32  # the box's mask, cut to the class map
@@ -160,3 +164,27 @@ def test_a_frame_without_things_decodes_nothing_and_stays_well_formed(things):
     assert backend.decoded_points == [] and result.instances == []
     assert not result.instance_ids.any() and (result.panoptic == 0).all()
     assert (result.semantic == ROAD).all()
+
+
+def test_noisy_probabilities_give_no_extra_peaks_inside_a_region():
+    rng = np.random.default_rng(0)
+    probs = _one_hot(_scene()) * rng.uniform(0.6, 1.0, size=(1, 40, 40)).astype(np.float32)
+    maps, _ = thing_centres(probs, np.array([False, True, True]), factor=1)
+    peaks = find_peaks(maps, PromptConfig(smoothing_sigma=0.0, min_spacing=2), input_size=320)
+    assert sorted(peaks.classes.tolist()) == [CAR, CAR, CAR, POLE]  # as without noise
+
+
+def test_box_prompts_skip_the_padding_and_cells_outside_regions():
+    from ranksam_ros.graph.preprocess import preprocess
+    from ranksam_ros.pipeline.pipeline import _inside_image, _one_per_box
+
+    _, geometry = preprocess(np.zeros((32, 64, 3), np.uint8), 64, (0, 0, 0), (1, 1, 1))
+    inside = _inside_image(np.ones((2, 8, 8), np.float32), geometry)
+    assert inside[:, :4].all() and not inside[:, 4:].any()  # 64x32 fills grid rows 0-3
+    boxes = np.full((8, 8, 4), np.nan)
+    boxes[1:3, 1:5] = (1, 1, 4, 2)  # one region of 8 cells
+    every_cell = PromptConfig(
+        threshold=0.0, smoothing_sigma=0.0, min_spacing=0, cross_class_spacing=0
+    )
+    found = find_peaks(np.ones((1, 8, 8), np.float32), every_cell, input_size=64)
+    assert len(found) == 64 and len(_one_per_box(found, boxes, 64)) == 1

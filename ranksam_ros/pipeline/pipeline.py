@@ -145,14 +145,7 @@ class Pipeline:
                     frame.encoded.semantic[0], frame.geometry
                 )
                 if regions:  # things straight from the class map, outside given masks
-                    result.instances += panoptic.region_instances(
-                        dense,
-                        confidence,
-                        self.things,
-                        self.class_names,
-                        self.cfg.min_area,
-                        free=result.instance_ids == 0,
-                    )
+                    result.instances += self._regions(result, dense, confidence)
                 panoptic.make_panoptic(result, dense, self.things, self.cfg.min_area)
             elif self.cfg.fill_semantic:
                 result.semantic = self.dense_semantic(frame, result.semantic)
@@ -161,6 +154,19 @@ class Pipeline:
         result.layer_ranks = dict(frame.encoded.layer_ranks)
         result.timings_ms = {**(frame.timings_ms or {}), **timer.ms}
         return result
+
+    def _regions(
+        self, result: Segmentation, dense: np.ndarray, confidence: np.ndarray
+    ) -> list[Instance]:
+        """Thing regions of the class map as instances, outside the (class-cut) given masks."""
+        held = np.zeros(dense.shape, bool)
+        for inst in result.instances:
+            held |= inst.mask & (dense == inst.class_id)
+        found = panoptic.region_instances(
+            dense, confidence, self.things, self.class_names, self.cfg.min_area, free=~held
+        )
+        found = [inst for inst in found if inst.score >= self.cfg.score_threshold]
+        return found[: max(self.cfg.max_instances - len(result.instances), 0)]
 
     def needs_prompt_maps(self, auto: bool) -> bool:
         """Whether a frame needs the prompt predictor.
@@ -191,20 +197,25 @@ class Pipeline:
             boxes (cells) to prompt each candidate with instead of its point.
         """
         info, cfg = self.backend.info, self.cfg.prompts
-        boxes = None
         if self._semantic_seeds:
             probs = frame.encoded.semantic[0]
             factor = max(1, round(probs.shape[-1] * CONFIDENCE_CELL / info.input_size))
             confidence, boxes = panoptic.thing_centres(probs, self.things, factor)
-            boxes = boxes if self.cfg.thing_prompts == "box" else None
+            confidence = _inside_image(confidence, frame.geometry)  # no prompts in the padding
             cfg = replace(cfg, smoothing_sigma=0.0)  # already a distance map: no smoothing
-        elif frame.maps is None:
-            raise RuntimeError(f"model {info.model_id} has no prompt predictor")
-        else:
-            confidence = frame.maps.confidence
-            if self.panoptic:  # stuff comes from the class map: prompts only for things
-                confidence = panoptic.thing_confidence(confidence, self.things)
-        return find_peaks(confidence, cfg, frame.geometry.input_size), boxes
+            found = find_peaks(confidence, cfg, frame.geometry.input_size)
+            if self.cfg.thing_prompts != "box":
+                return found, None
+            return _one_per_box(found, boxes, info.input_size), boxes
+        if frame.maps is None:
+            raise RuntimeError(
+                f"frame encoded without prompt maps (model {info.model_id}: prompt predictor "
+                f"{'present' if info.prompt_predictor else 'absent'})"
+            )
+        confidence = frame.maps.confidence
+        if self.panoptic:  # stuff comes from the class map: prompts only for things
+            confidence = panoptic.thing_confidence(confidence, self.things)
+        return find_peaks(confidence, cfg, frame.geometry.input_size), None
 
     def dense_semantic(self, frame: EncodedFrame, semantic: np.ndarray) -> np.ndarray:
         """``semantic`` with uncovered pixels given the prompt predictor's most likely class.
@@ -347,6 +358,29 @@ class Pipeline:
             classes[auto] = panoptic.thing_class(pooled[auto], self.things)
             return classes
         return np.argmax(pooled, axis=1)
+
+
+def _inside_image(maps: np.ndarray, geometry: ResizeInfo) -> np.ndarray:
+    """``maps (C, G, G)`` with the cells wholly in the input's padding zeroed."""
+    side = maps.shape[-1]
+    rows, cols = (int(np.ceil(n * side / geometry.input_size)) for n in geometry.resized_hw)
+    out = np.zeros_like(maps)
+    out[:, :rows, :cols] = maps[:, :rows, :cols]
+    return out
+
+
+def _one_per_box(found: Candidates, region_boxes: np.ndarray, input_size: int) -> Candidates:
+    """The best candidate of each region (one box prompt per region), none outside regions."""
+    cell = input_size / region_boxes.shape[0]
+    at = np.clip((found.xy / cell).astype(np.int64), 0, region_boxes.shape[0] - 1)
+    boxes = region_boxes[at[:, 1], at[:, 0]]
+    keep, seen = [], set()
+    for i, box in enumerate(boxes):  # best first
+        key = tuple(box)
+        if np.isfinite(box).all() and key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return found.subset(keep)
 
 
 def region_box_prompts(
