@@ -188,3 +188,15 @@ def test_box_prompts_skip_the_padding_and_cells_outside_regions():
     )
     found = find_peaks(np.ones((1, 8, 8), np.float32), every_cell, input_size=64)
     assert len(found) == 64 and len(_one_per_box(found, boxes, 64)) == 1
+
+
+def test_region_things_honour_max_instances_and_score_threshold():
+    semantic = np.zeros((MASK_SIZE, MASK_SIZE), np.int64)
+    for left in (2, 12, 22):
+        semantic[4:10, left : left + 6] = CAR  # three separate cars
+    backend = FakeBackend(objects=(), class_names=("road", "car"), semantic_map=semantic)
+    base = PipelineConfig(thing_classes=("car",), thing_masks="regions")
+    assert len(Pipeline(backend, base)(blank_image()).instances) == 3
+    assert len(Pipeline(backend, replace(base, max_instances=2))(blank_image()).instances) == 2
+    strict = replace(base, score_threshold=0.999)  # blurred edges keep the mean below 1
+    assert Pipeline(backend, strict)(blank_image()).instances == []
