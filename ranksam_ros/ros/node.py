@@ -407,10 +407,9 @@ class RankSamNode(LifecycleNode):
             if pipeline is None:
                 raise RuntimeError("node is not configured")
             if request.image.width and request.image.height:
-                frame, header = (
-                    pipeline.encode(conversions.image_to_rgb(request.image)),
-                    request.image.header,
-                )
+                rgb = conversions.image_to_rgb(request.image)
+                need_maps = pipeline.needs_prompt_maps(auto=prompts is None)
+                frame, header = pipeline.encode(rgb, need_maps=need_maps), request.image.header
             else:
                 frame, header = self._cached(request.camera)
             result = pipeline.segment(frame, prompts)
