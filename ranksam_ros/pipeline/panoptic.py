@@ -79,13 +79,7 @@ def thing_centres(
         centred = depth / np.maximum(deepest, 1.0) - 1e-3 * offset / side
         mean = np.asarray(ndimage.mean(probs[c], regions, index))[regions - 1]
         out[c] = np.where(region, np.clip(mean * centred, 0.0, 1.0), 0.0)
-        windows = np.array(
-            [
-                (w[1].start, w[0].start, w[1].stop - 1, w[0].stop - 1)
-                for w in ndimage.find_objects(regions)
-            ],
-            float,
-        )
+        windows = np.array([_box(w) for w in ndimage.find_objects(regions)], float)
         boxes[region] = windows[regions[region] - 1]
     return out, boxes
 
@@ -150,7 +144,7 @@ def region_instances(
             mask[rows, cols] = regions[rows, cols] == k + 1
             ys, xs = np.nonzero(mask[rows, cols])
             centre = (float(xs.mean() + cols.start), float(ys.mean() + rows.start))
-            box = (cols.start, rows.start, cols.stop - 1, rows.stop - 1)
+            box = _box(windows[k])
             score = float(scores[k])
             found.append(
                 Instance(
@@ -209,3 +203,9 @@ def make_panoptic(
 def _window(box: tuple[int, int, int, int]) -> tuple[slice, slice]:
     """Rows and columns of an inclusive pixel box ``(x0, y0, x1, y1)``."""
     return slice(box[1], box[3] + 1), slice(box[0], box[2] + 1)
+
+
+def _box(window: tuple[slice, slice]) -> tuple[int, int, int, int]:
+    """Inclusive pixel box ``(x0, y0, x1, y1)`` of rows and columns (the inverse of _window)."""
+    rows, cols = window
+    return cols.start, rows.start, cols.stop - 1, rows.stop - 1

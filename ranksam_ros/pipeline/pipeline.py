@@ -147,8 +147,10 @@ class Pipeline:
                 if regions:  # things straight from the class map, outside given masks
                     result.instances += self._regions(result, dense, confidence)
                 panoptic.make_panoptic(result, dense, self.things, self.cfg.min_area)
-            elif self.cfg.fill_semantic:
-                result.semantic = self.dense_semantic(frame, result.semantic)
+            else:  # panoptic mode paints its own maps from the class map
+                _paint_maps(result)
+                if self.cfg.fill_semantic:
+                    result.semantic = self.dense_semantic(frame, result.semantic)
         result.candidates = len(candidates)
         result.active_rank = frame.encoded.active_rank
         result.layer_ranks = dict(frame.encoded.layer_ranks)
@@ -322,17 +324,6 @@ class Pipeline:
                 )
             )
         result.instances = instances
-        if instances:
-            stack = np.stack([inst.mask for inst in instances])
-            order_scores = np.asarray([inst.score for inst in instances])
-            ids = np.arange(1, len(instances) + 1)
-            result.instance_ids = paint_labels(stack, order_scores, ids, 0, np.uint16)
-            known = np.asarray([inst.class_id for inst in instances])
-            valid = known >= 0
-            if valid.any():
-                result.semantic = paint_labels(
-                    stack[valid], order_scores[valid], known[valid], UNASSIGNED, np.uint8
-                )
         return result
 
     def _classes(
@@ -360,6 +351,30 @@ class Pipeline:
         return np.argmax(pooled, axis=1)
 
 
+def _paint_maps(result: Segmentation) -> None:
+    """Paint the instance-id and class maps of ``result`` from its instances, best on top."""
+    instances = result.instances
+    if not instances:
+        return
+    stack = np.stack([inst.mask for inst in instances])
+    order_scores = np.asarray([inst.score for inst in instances])
+    ids = np.arange(1, len(instances) + 1)
+    result.instance_ids = paint_labels(stack, order_scores, ids, 0, np.uint16)
+    known = np.asarray([inst.class_id for inst in instances])
+    valid = known >= 0
+    if valid.any():
+        result.semantic = paint_labels(
+            stack[valid], order_scores[valid], known[valid], UNASSIGNED, np.uint8
+        )
+
+
+def _region_boxes_at(region_boxes: np.ndarray, xy: np.ndarray, input_size: int) -> np.ndarray:
+    """``(N, 4)`` inclusive cell boxes of the regions the points ``xy`` (input pixels) lie in."""
+    cell = input_size / region_boxes.shape[0]
+    at = np.clip((xy / cell).astype(np.int64), 0, region_boxes.shape[0] - 1)
+    return region_boxes[at[:, 1], at[:, 0]]
+
+
 def _inside_image(maps: np.ndarray, geometry: ResizeInfo) -> np.ndarray:
     """``maps (C, G, G)`` with the cells wholly in the input's padding zeroed."""
     side = maps.shape[-1]
@@ -371,9 +386,7 @@ def _inside_image(maps: np.ndarray, geometry: ResizeInfo) -> np.ndarray:
 
 def _one_per_box(found: Candidates, region_boxes: np.ndarray, input_size: int) -> Candidates:
     """The best candidate of each region (one box prompt per region), none outside regions."""
-    cell = input_size / region_boxes.shape[0]
-    at = np.clip((found.xy / cell).astype(np.int64), 0, region_boxes.shape[0] - 1)
-    boxes = region_boxes[at[:, 1], at[:, 0]]
+    boxes = _region_boxes_at(region_boxes, found.xy, input_size)
     keep, seen = [], set()
     for i, box in enumerate(boxes):  # best first
         key = tuple(box)
@@ -397,8 +410,7 @@ def region_box_prompts(
         ``coords (N, 2, 2)`` and ``labels (N, 2)`` of the boxes in input pixels.
     """
     cell = input_size / region_boxes.shape[0]
-    at = np.clip((xy / cell).astype(np.int64), 0, region_boxes.shape[0] - 1)
-    boxes = region_boxes[at[:, 1], at[:, 0]]
+    boxes = _region_boxes_at(region_boxes, xy, input_size)
     corners = np.concatenate([boxes[:, :2] * cell, (boxes[:, 2:] + 1) * cell - 1], axis=1)
     return boxes_to_prompts(corners)
 
