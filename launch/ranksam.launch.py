@@ -28,6 +28,7 @@ ARGUMENTS = {
     "adapter": ("", "override: gated | lora | none | adapter file"),
     "prompt_adapter": ("", "override: none | a decoder adapter set (PA-SAM, e.g. pa_sam)"),
     "backend": ("", "override: torch | onnxruntime | tensorrt"),
+    "precision": ("", "override: fp32 | int8 (onnxruntime's int8 encoder)"),
     "tta": ("", "override: none | flip (frame + mirror averaged, twice the model time)"),
     "prompt_mode": ("", "override: auto | external | hybrid"),
     "overlay": ("true", "publish ~/overlay while subscribed (rate-capped)"),
@@ -54,6 +55,7 @@ def _node(context, *args, **kwargs):
         ("adapter", "adapter"),
         ("prompt_adapter", "prompt_adapter"),
         ("backend", "backend"),
+        ("precision", "precision"),
         ("tta", "tta"),
         ("prompt_mode", "prompts_mode"),
     ):

@@ -61,7 +61,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-EXPORT_PRECISION = EXPORT_PRECISIONS[0]  # fp32: what engines run and the cache holds
+CACHE_PRECISIONS = ("fp32", "int8")  # what the cache holds (int8: fp32 graphs + int8 encoder)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -78,7 +78,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if "int8" in manifest:
         int8 = manifest["int8"]
         verdict = "accepted" if int8["accepted"] else "REJECTED (stays off)"
-        print(f"  int8 encoder: mask IoU vs fp32 {int8['mask_iou_vs_fp32']:.4f} -> {verdict}")
+        agreement = int8.get("class_agreement_vs_fp32")
+        classes = "" if agreement is None else f", class map agreement {agreement:.4f}"
+        print(
+            f"  int8 encoder: mask IoU vs fp32 {int8['mask_iou_vs_fp32']:.4f}{classes} -> {verdict}"
+        )
     return 0
 
 
@@ -86,13 +90,14 @@ def _export_to_cache(args: argparse.Namespace) -> Path:
     """``ranksam export`` without ``--out``: the cached export engines look up by model name."""
     from ranksam_ros.deploy.cache import cache_dir_for, cached_export, is_export_dir
 
-    if (args.precision, args.opset) != (EXPORT_PRECISION, EXPORT_OPSET):
+    if args.precision not in CACHE_PRECISIONS or args.opset != EXPORT_OPSET:
         raise ValueError(
-            f"the cache holds {EXPORT_PRECISION} opset-{EXPORT_OPSET} exports (what engines "
-            "look up by model name): pass --out DIR for another --precision or --opset"
+            f"the cache holds {' and '.join(CACHE_PRECISIONS)} opset-{EXPORT_OPSET} exports "
+            "(what engines look up by model name): pass --out DIR for another --precision "
+            "or --opset"
         )
-    existed = is_export_dir(cache_dir_for(args.model, args.adapter))
-    directory = cached_export(args.model, args.adapter)
+    existed = is_export_dir(cache_dir_for(args.model, args.adapter, args.precision))
+    directory = cached_export(args.model, args.adapter, args.precision)
     print(f"{'already in' if existed else 'wrote'} the cache: {directory}")
     return directory / "manifest.json"
 

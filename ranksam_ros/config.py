@@ -215,6 +215,7 @@ class PromptConfig:
 
 TTA_MODES = ("none", "flip")  # test-time augmentation of a backend (backends/flip_tta.py)
 BACKENDS = ("torch", "onnxruntime", "tensorrt")  # inference engines (ranksam_ros/backends)
+PRECISIONS = ("fp32", "int8")  # encoder precision at run time (int8: onnxruntime, an export's)
 EXPORT_PRECISIONS = ("fp32", "fp16", "int8")  # ranksam export (deploy/export.py)
 EXPORT_OPSET = 17  # the highest the TensorRT 8.6 parser takes (deploy/trt_ops.py)
 ENGINE_PRECISIONS = ("fp16", "fp32")  # ranksam build-engine (deploy/trt_build.py)
@@ -232,6 +233,8 @@ class BackendConfig:
     the model's multi-task set to compute besides the segmentation (e.g. ``boundary``,
     ``centre``; empty: none, and the set is not loaded). ``prompt_adapter``: a decoder
     adapter set of the model (PA-SAM, e.g. ``pa_sam``) or ``none``; it stacks on ``adapter``.
+    ``precision``: ``fp32`` or ``int8`` (onnxruntime only: the export's dynamically quantised
+    encoder, present when ``ranksam export --precision int8`` accepted it).
     """
 
     backend: str = "torch"
@@ -241,10 +244,17 @@ class BackendConfig:
     threads: int = 0
     tta: str = "none"
     tasks: tuple[str, ...] = ()
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("tta", self.tta, TTA_MODES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check(
+            self.precision == "fp32" or self.backend == "onnxruntime",
+            f"precision {self.precision} runs on the onnxruntime backend, not on {self.backend}"
+            " (tensorrt builds its precision into the engine: ranksam build-engine --precision)",
+        )
         _check(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
         _check(
             "+" not in self.prompt_adapter,
@@ -464,6 +474,8 @@ class NodeConfig:
     tasks: tuple[str, ...] = BackendConfig.tasks
     # PA-SAM's prompt adapter in the mask decoder: a decoder set of the model (pa_sam) or none.
     prompt_adapter: str = BackendConfig.prompt_adapter
+    # int8: onnxruntime runs the export's quantised encoder (ranksam export --precision int8).
+    precision: str = BackendConfig.precision
     cameras: tuple[str, ...] = ()
     prompts_mode: str = "auto"
     benchmark_mode: bool = False

@@ -1,5 +1,5 @@
-"""Per-stage time of the promptless pipeline in-process (no ROS), torch vs ONNX Runtime,
-panoptic output (the default: SAM decodes only things, prompted with the box of each thing
+"""Per-stage time of the promptless pipeline in-process (no ROS), torch vs ONNX Runtime
+(fp32, and its int8 encoder where the export's parity gate accepts it), panoptic output (the default: SAM decodes only things, prompted with the box of each thing
 region of the semantic head's class map; or a click at its centre; or clicks at the prompt
 predictor's peaks; or no decoder, the regions themselves) vs instances of every class; the
 `stages` section of docs/benchmarks.md. The ONNX export goes into the cache first (an explicit
@@ -23,6 +23,7 @@ from ranksam_ros.backends import create_backend
 from ranksam_ros.config import BackendConfig, PipelineConfig
 from ranksam_ros.data.folder import BUNDLED_FRAMES, SegmentationFolder
 from ranksam_ros.deploy.cache import cached_export
+from ranksam_ros.graph.manifest import read_manifest
 from ranksam_ros.pipeline.pipeline import Pipeline
 from ranksam_ros.reporting import machine_description, update_section, write_json
 
@@ -35,6 +36,8 @@ MODES = {
     "panoptic, thing regions (no decoder)": PipelineConfig(thing_masks="regions"),
     "instances": PipelineConfig(mode="instances"),
 }
+ENGINES = (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"))
+INT8_MODES = ("panoptic (default)", "panoptic, thing regions (no decoder)")
 
 
 def measure(pipeline: Pipeline, frames: list[np.ndarray], repeats: int) -> dict:
@@ -87,13 +90,22 @@ def main() -> None:
     for pair in args.models.split(","):
         model, adapter = pair.rsplit(":", 1)
         cached_export(model, adapter)
-        for name in ("torch", "onnxruntime"):
+        int8 = read_manifest(cached_export(model, adapter, "int8")).get("int8", {})
+        for name, precision in ENGINES:
+            if precision == "int8" and not int8.get("accepted"):
+                print(f"{model} + {adapter}: int8 encoder rejected by its parity gate, not timed")
+                continue
             backend = create_backend(
-                BackendConfig(backend=name, model=model, adapter=adapter, threads=2)
+                BackendConfig(
+                    backend=name, model=model, adapter=adapter, threads=2, precision=precision
+                )
             )
             modes = MODES if backend.info.semantic_head else {"instances": MODES["instances"]}
+            if precision == "int8":  # the fastest outputs only: int8 is for the speed budget
+                modes = {k: v for k, v in modes.items() if k in INT8_MODES} or modes
+            engine = name if precision == "fp32" else f"{name} {precision}"
             for mode, cfg in modes.items():
-                pipelines[f"{Path(model).name} + {adapter}, {name}, {mode}"] = Pipeline(
+                pipelines[f"{Path(model).name} + {adapter}, {engine}, {mode}"] = Pipeline(
                     backend, cfg
                 )
     # Rows interleaved round by round, so a slow spell of a shared machine hits every row.

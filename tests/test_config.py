@@ -139,3 +139,12 @@ def test_prompt_adapter_stacks_on_the_encoder_adapter():
     assert BackendConfig().adapter_spec == "none"
     with pytest.raises(ValueError, match="prompt_adapter names one decoder set"):
         BackendConfig(prompt_adapter="pa_sam+other")
+
+
+def test_int8_precision_is_an_onnxruntime_choice():
+    node = NodeConfig(backend="onnxruntime", precision="int8")
+    assert node.backend_config().precision == "int8"
+    with pytest.raises(ValueError, match="precision int8 runs on the onnxruntime backend"):
+        NodeConfig(backend="torch", precision="int8")
+    with pytest.raises(ValueError, match="precision"):
+        BackendConfig(backend="onnxruntime", precision="fp8")

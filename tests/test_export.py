@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,9 +13,10 @@ from ranksam_ros.adapters.gated_rank import GatedRankConfig
 from ranksam_ros.adapters.inject import inject_adapters, is_adapter_param
 from ranksam_ros.adapters.io import save_adapters
 from ranksam_ros.adapters.lora import LoraConfig
+from ranksam_ros.backends import create_backend
 from ranksam_ros.backends.onnx_backend import OnnxBackend
 from ranksam_ros.backends.torch_backend import TorchBackend
-from ranksam_ros.config import PipelineConfig, PromptConfig
+from ranksam_ros.config import BackendConfig, PipelineConfig, PromptConfig
 from ranksam_ros.deploy.export import export_model
 from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor, save_prompt_predictor
@@ -216,6 +218,27 @@ def test_conv_model_exports_fine_features_and_semantics_that_match_torch(conv_ex
     )
 
 
+def test_int8_gate_of_a_semantic_model_checks_its_class_map(conv_export, tmp_path):
+    export_model(str(conv_export / "model"), tmp_path / "int8", adapter="none", precision="int8")
+    record = json.loads((tmp_path / "int8" / "manifest.json").read_text())["int8"]
+    agreement = record["class_agreement_vs_fp32"]
+    assert 0.5 < agreement <= 1.0 and record["min_class_agreement"] == 0.98
+    expected = record["mask_iou_vs_fp32"] >= record["min_mask_iou"] and agreement >= 0.98
+    assert record["accepted"] == expected
+    if not expected:
+        pytest.skip("this random micro model's int8 encoder did not pass its gate")
+    config = BackendConfig(
+        backend="onnxruntime", model=str(tmp_path / "int8"), threads=2, precision="int8"
+    )
+    int8, fp32 = create_backend(config), create_backend(replace(config, precision="fp32"))
+    assert int8.info.model_id.endswith("@onnxruntime+int8")
+    assert fp32.info.model_id.endswith("@onnxruntime")
+    image = np.random.default_rng(4).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    a, b = int8.encode(image), fp32.encode(image)
+    assert not np.array_equal(a.embedding, b.embedding)  # the quantised graph ran
+    assert np.mean(np.argmax(a.semantic[0], 0) == np.argmax(b.semantic[0], 0)) > 0.9
+
+
 def test_pipeline_names_masks_with_the_semantic_head(conv_export):
     backend = TorchBackend(build_model(str(conv_export / "model")))
     pipeline = Pipeline(backend, PipelineConfig(prompts=PromptConfig(threshold=0.0)))
@@ -240,5 +263,9 @@ def test_export_without_out_fills_the_cache_engines_look_in(tmp_path, monkeypatc
     assert resolve_export("camvid-tiny", "gated") == target  # what OnnxBackend.from_model runs
     assert main(command) == 0
     assert f"already in the cache: {target}" in capsys.readouterr().out
-    assert main([*command, "--precision", "int8"]) == 2  # the cache holds fp32 only
+    assert main([*command, "--precision", "fp16"]) == 2  # the cache holds fp32 and int8
     assert "pass --out DIR" in capsys.readouterr().err
+    int8_target = cache_dir_for("camvid-tiny", "gated", "int8")
+    assert int8_target != target and int8_target.name.endswith("-int8")
+    with pytest.raises(FileNotFoundError, match="--precision int8"):
+        resolve_export("camvid-tiny", "gated", "int8")  # the fp32 export does not stand in

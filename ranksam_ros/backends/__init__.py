@@ -40,7 +40,13 @@ def _engine(config: BackendConfig) -> Backend:
     if name == "onnxruntime":
         from ranksam_ros.backends.onnx_backend import OnnxBackend
 
-        return OnnxBackend.from_model(model, adapter=adapter, threads=threads, tasks=config.tasks)
+        return OnnxBackend.from_model(
+            model,
+            adapter=adapter,
+            threads=threads,
+            tasks=config.tasks,
+            int8=config.precision == "int8",
+        )
     if name == "tensorrt":
         from ranksam_ros.backends.tensorrt_backend import TensorRTBackend
 

@@ -95,12 +95,14 @@ class OnnxBackend:
         adapter: str | None = "none",
         threads: int = 0,
         tasks: tuple[str, ...] = (),
+        int8: bool = False,
     ) -> OnnxBackend:
         """An export directory, or a shipped model name whose export is in the cache.
 
         Never exports: a missing export is an error that names the command to run.
         """
-        return cls(resolve_export(model, adapter), threads=threads, tasks=tasks)
+        export = resolve_export(model, adapter, "int8" if int8 else "fp32")
+        return cls(export, threads=threads, tasks=tasks, int8=int8)
 
     def encode(self, image: np.ndarray) -> Encoded:
         graph_feeds.check_image(image, self.info.input_size)

@@ -38,11 +38,12 @@ def export_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def cache_dir_for(model: str, adapter: str | None) -> Path:
+def cache_dir_for(model: str, adapter: str | None, precision: str = "fp32") -> Path:
     """Where the export of shipped model ``model`` + ``adapter`` lives in the cache.
 
     Named by model, adapter, package version and a fingerprint of the weights and the
-    graph-defining sources, so edited weights or code never reuse a stale export.
+    graph-defining sources, so edited weights or code never reuse a stale export; an int8
+    export (fp32 graphs plus the quantised encoder) has its own directory.
 
     Raises:
         ValueError: ``model`` is not a shipped model name.
@@ -57,12 +58,15 @@ def cache_dir_for(model: str, adapter: str | None) -> Path:
             f"`ranksam export --model {model} --out DIR` and pass DIR as the model"
         )
     fingerprint = export_fingerprint(resolve_model_dir(model))
-    return cache_root() / "exports" / f"{model}+{adapter or 'none'}-v{__version__}-{fingerprint}"
+    suffix = "" if precision == "fp32" else f"-{precision}"
+    name = f"{model}+{adapter or 'none'}-v{__version__}-{fingerprint}{suffix}"
+    return cache_root() / "exports" / name
 
 
-def export_command(model: str, adapter: str | None) -> str:
+def export_command(model: str, adapter: str | None, precision: str = "fp32") -> str:
     """The command that writes the cached export of ``model`` + ``adapter``."""
-    return f"ranksam export --model {model} --adapter {adapter or 'none'}"
+    command = f"ranksam export --model {model} --adapter {adapter or 'none'}"
+    return command if precision == "fp32" else f"{command} --precision {precision}"
 
 
 def is_export_dir(path: str | Path) -> bool:
@@ -70,7 +74,7 @@ def is_export_dir(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def resolve_export(model: str, adapter: str | None) -> Path:
+def resolve_export(model: str, adapter: str | None, precision: str = "fp32") -> Path:
     """The export directory to run: ``model`` itself, or the cached export of a shipped model.
 
     Raises:
@@ -80,23 +84,26 @@ def resolve_export(model: str, adapter: str | None) -> Path:
     """
     if is_export_dir(model):
         return Path(model)
-    target = cache_dir_for(model, adapter)
+    target = cache_dir_for(model, adapter, precision)
     if not is_export_dir(target):
         raise FileNotFoundError(
-            f"no ONNX export of {model}+{adapter or 'none'} for this version: run "
-            f"`{export_command(model, adapter)}` (writes {target}), pass an export directory "
-            "as the model, or set the node parameter export_if_missing:=true"
+            f"no {precision} ONNX export of {model}+{adapter or 'none'} for this version: run "
+            f"`{export_command(model, adapter, precision)}` (writes {target}), pass an export "
+            "directory as the model, or set the node parameter export_if_missing:=true"
         )
     return target
 
 
-def cached_export(model: str, adapter: str | None) -> Path:
-    """Export shipped ``model`` + ``adapter`` into the cache unless it is there; its directory."""
-    target = cache_dir_for(model, adapter)
+def cached_export(model: str, adapter: str | None, precision: str = "fp32") -> Path:
+    """Export shipped ``model`` + ``adapter`` into the cache unless it is there; its directory.
+
+    ``precision`` ``int8`` adds the quantised encoder (when its parity gate accepts it).
+    """
+    target = cache_dir_for(model, adapter, precision)
     if is_export_dir(target):
         read_manifest(target)
         return target
     from ranksam_ros.deploy.export import export_model
 
-    export_model(model, target, adapter=adapter)
+    export_model(model, target, adapter=adapter, precision=precision)
     return target

@@ -1,7 +1,9 @@
 """int8 encoder for CPUs through ONNX Runtime dynamic quantisation, kept only if it agrees.
 
 The parity gate decodes box prompts on bundled frames with the fp32 decoder from both the fp32
-and the int8 embedding; the int8 encoder is accepted when the masks agree (mean IoU >= 0.95).
+and the int8 embedding; the int8 encoder is accepted when the masks agree (mean IoU >= 0.95)
+and, for a model with a semantic head, when its class maps agree (>= 98% of the cells: the
+panoptic output's stuff and thing regions come from that map).
 Whether it is also *faster* is measured by the benchmark script, not here.
 """
 
@@ -16,6 +18,7 @@ from ranksam_ros.graph import names
 from ranksam_ros.graph.prompts import boxes_to_prompts
 
 MIN_MASK_IOU = 0.95
+MIN_CLASS_AGREEMENT = 0.98
 PARITY_FRAMES = 3
 PARITY_BOXES = 16
 
@@ -100,9 +103,12 @@ def quantize_encoder(out: Path, manifest: dict) -> dict:
     source.unlink()
     fp32, int8, decoder = _sessions(out, manifest)
     decoder_inputs = [i.name for i in decoder.get_inputs()]
-    cosines, ious = [], []
+    cosines, ious, agreements = [], [], []
     for tensor, boxes in _frame_inputs(manifest):
         enc32, enc8 = _encode(fp32, tensor), _encode(int8, tensor)
+        if enc32.semantic is not None:
+            classes = [np.argmax(enc.semantic[0], axis=0) for enc in (enc32, enc8)]
+            agreements.append(float(np.mean(classes[0] == classes[1])))
         emb32, emb8 = enc32.embedding, enc8.embedding
         cosines.append(
             float(
@@ -121,10 +127,15 @@ def quantize_encoder(out: Path, manifest: dict) -> dict:
         union = np.logical_or(*masks).sum(axis=(1, 2))
         ious.extend((inter / np.maximum(union, 1)).tolist())
     mean_iou = float(np.mean(ious))
-    return {
+    record = {
         "file": "encoder_int8.onnx",
         "embedding_cosine": float(np.mean(cosines)),
         "mask_iou_vs_fp32": mean_iou,
         "min_mask_iou": MIN_MASK_IOU,
         "accepted": mean_iou >= MIN_MASK_IOU,
     }
+    if agreements:
+        agreement = float(np.mean(agreements))
+        record.update(class_agreement_vs_fp32=agreement, min_class_agreement=MIN_CLASS_AGREEMENT)
+        record["accepted"] = record["accepted"] and agreement >= MIN_CLASS_AGREEMENT
+    return record

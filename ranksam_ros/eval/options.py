@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ranksam_ros.config import (
     BACKENDS,
     DEGRADATIONS,
+    PRECISIONS,
     SEVERITIES,
     TRAIN_SEVERITIES,
     TTA_MODES,
@@ -77,6 +78,13 @@ class EvalOptions:
     backend: str = field(default=BackendConfig.backend, metadata={"choices": BACKENDS})
     threads: int = field(
         default=BackendConfig.threads, metadata={"help": "CPU threads (0 = all cores)"}
+    )
+    precision: str = field(
+        default=BackendConfig.precision,
+        metadata={
+            "choices": PRECISIONS,
+            "help": "int8: onnxruntime's quantised encoder (export with --precision int8)",
+        },
     )
     tta: str = field(
         default=BackendConfig.tta,

@@ -85,7 +85,8 @@ class _AutoSegmenter:
         self.ranks: list[float] = []
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        frame = self.pipeline.encode(image)
+        pipeline = self.pipeline
+        frame = pipeline.encode(image, need_maps=pipeline.needs_prompt_maps(auto=True))
         result = self.pipeline.segment(frame)
         self.candidates.append(result.candidates)
         self.duplicates.append(result.duplicates)

@@ -249,12 +249,14 @@ class RankSamNode(LifecycleNode):
 
         if cfg.backend == "torch" or not cfg.export_if_missing or is_export_dir(cfg.model):
             return
-        adapter = cfg.backend_config().adapter_spec
-        if is_export_dir(cache_dir_for(cfg.model, adapter)):
+        adapter, precision = cfg.backend_config().adapter_spec, cfg.precision
+        if is_export_dir(cache_dir_for(cfg.model, adapter, precision)):
             return
-        self.get_logger().info(f"no cached export of {cfg.model}+{adapter}: exporting it")
+        self.get_logger().info(
+            f"no cached {precision} export of {cfg.model}+{adapter}: exporting it"
+        )
         started = time.perf_counter()
-        target = cached_export(cfg.model, adapter)
+        target = cached_export(cfg.model, adapter, precision)
         self.get_logger().info(
             f"exported {cfg.model}+{adapter} to {target} in "
             f"{time.perf_counter() - started:.1f} s (export_if_missing)"

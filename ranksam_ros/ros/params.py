@@ -25,6 +25,7 @@ STATIC_PREFIXES = (
     "model",
     "adapter",
     "prompt_adapter",
+    "precision",
     "export_if_missing",
     "backend",
     "threads",
