@@ -6,7 +6,11 @@ STL, counts adapter parameters and times the model per frame; the `multitask` se
 docs/results.md and docs/results/multitask.json.
 
     python scripts/results_multitask.py --data ../shared/data/camvid --runs runs \
-        --foundation ranksam_ros/models/camvid-tiny
+        --foundation ranksam_ros/models/camvid-tiny [--seeds 0,1]
+
+With several seeds each set is trained once per seed (``--set seed=K --out
+runs/multitask_<sharing>_sK``; seed 0 is the plain run name) and Δm is taken against STL of
+the same seed, so the table shows whether the sets differ by more than a reseed moves them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ranksam_ros.config import DataConfig
@@ -30,12 +35,75 @@ SETS = {
     "LoRA-STL": "multitask_separate",
     "LoRA-HPS": "multitask_shared",
 }
+BASELINE = "LoRA-STL"
 HELD_OUT = ("0006R0",)
+TASKS = ("semantic", "boundary", "centre")
 
 
 def adapter_parameters(model) -> int:
     """Values of the multi-task adapter (the encoder update, not the heads)."""
     return sum(p.numel() for n, p in model.base.named_parameters() if "tlora_" in n)
+
+
+def run_dir(runs: Path, name: str, seed: int) -> Path:
+    """Seed 0 is the plain run name (``--set seed=0``); seed K trains into ``<name>_sK``."""
+    return runs / (name if seed == 0 else f"{name}_s{seed}")
+
+
+def evaluate_seed(args, seed: int, splits: dict, dataset: DataConfig) -> dict:
+    """Every set of one seed scored on every split, with Δm against that seed's STL."""
+    results = {}
+    for label, name in SETS.items():
+        model = load_multitask(
+            run_dir(Path(args.runs), name, seed) / "multitask.safetensors",
+            build_model(args.foundation),
+        )
+        entry = {"adapter_parameters": adapter_parameters(model), "sharing": model.adapter.sharing}
+        for split, folder in splits.items():
+            indices = frame_indices(len(folder), args.stride, args.limit)
+            entry[split] = evaluate_tasks(model, folder, indices, dataset)
+        results[label] = entry
+        print(f"seed {seed}", label, entry)
+    for entry in results.values():
+        for split in splits:
+            base = results[BASELINE][split]["scores"]
+            entry[split]["delta_m"] = delta_m(entry[split]["scores"], base)
+    return results
+
+
+def spread(values: list[float]) -> str:
+    """``mean`` for one seed, ``mean ± sample std`` for several."""
+    mean = f"{np.mean(values):+.2f}"
+    return mean if len(values) == 1 else f"{mean} ± {np.std(values, ddof=1):.2f}"
+
+
+def table(per_seed: dict[int, dict], split_names: list[str]) -> list[str]:
+    """Markdown rows: task scores averaged over seeds, Δm per seed and its mean ± std."""
+    seeds = list(per_seed)
+    rows = [
+        "| adapter set | adapter params | "
+        + " | ".join(f"{s}: semantic mIoU / boundary F1 / centre F1 / Δm" for s in split_names)
+        + " | Δm per seed (held-out) | ms per frame |",
+        "|---|---|" + "---|" * len(split_names) + "---|---|",
+    ]
+    for label in SETS:
+        entries = [per_seed[seed][label] for seed in seeds]
+        cells = []
+        for split in split_names:
+            mean = {t: np.mean([e[split]["scores"][t] for e in entries]) for t in TASKS}
+            deltas = [e[split]["delta_m"] for e in entries]
+            cells.append(
+                " / ".join(f"{100 * mean[t]:.1f}" for t in TASKS) + f" / {spread(deltas)}%"
+            )
+        first = split_names[0]
+        seeds_cell = " / ".join(f"{e[first]['delta_m']:+.2f}" for e in entries)
+        ms = 1000 * np.median([e[first]["seconds_per_image"] for e in entries])
+        rows.append(
+            f"| {label} | {entries[0]['adapter_parameters']:,} | "
+            + " | ".join(cells)
+            + f" | {seeds_cell} | {ms:.0f} |"
+        )
+    return rows
 
 
 def main() -> None:
@@ -45,6 +113,9 @@ def main() -> None:
     parser.add_argument("--foundation", required=True)
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--stride", type=int, default=1, help="every Nth frame of each split")
+    parser.add_argument(
+        "--seeds", default="0", help="comma-separated seeds (K > 0 reads <run>_sK directories)"
+    )
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -53,48 +124,19 @@ def main() -> None:
         "held-out 0006R0": SegmentationFolder(Path(args.data) / "train", sequences=HELD_OUT),
         "val": SegmentationFolder(Path(args.data) / "val"),
     }
-    results = {}
-    for label, run in SETS.items():
-        model = load_multitask(
-            Path(args.runs) / run / "multitask.safetensors", build_model(args.foundation)
-        )
-        entry = {"adapter_parameters": adapter_parameters(model), "sharing": model.adapter.sharing}
-        for split, folder in splits.items():
-            indices = frame_indices(len(folder), args.stride, args.limit)
-            entry[split] = evaluate_tasks(model, folder, indices, dataset)
-        results[label] = entry
-        print(label, entry)
-    base = results["LoRA-STL"]
-    for entry in results.values():
-        for split in splits:
-            entry[split]["delta_m"] = delta_m(entry[split]["scores"], base[split]["scores"])
+    seeds = [int(s) for s in args.seeds.split(",")]
+    per_seed = {seed: evaluate_seed(args, seed, splits, dataset) for seed in seeds}
     docs = Path(args.docs)
-    write_json(docs / "results" / "multitask.json", results)
-    split_names = list(splits)
-    rows = [
-        "| adapter set | adapter params | "
-        + " | ".join(f"{s}: semantic mIoU / boundary F1 / centre F1 / Δm" for s in split_names)
-        + " | ms per frame |",
-        "|---|---|" + "---|" * len(split_names) + "---|",
-    ]
-    for label, entry in results.items():
-        cells = []
-        for split in split_names:
-            s = entry[split]["scores"]
-            cells.append(
-                f"{100 * s['semantic']:.1f} / {100 * s['boundary']:.1f} / "
-                f"{100 * s['centre']:.1f} / {entry[split]['delta_m']:+.2f}%"
-            )
-        ms = 1000 * entry[split_names[0]]["seconds_per_image"]
-        rows.append(
-            f"| {label} | {entry['adapter_parameters']:,} | " + " | ".join(cells) + f" | {ms:.0f} |"
-        )
+    write_json(docs / "results" / "multitask.json", {str(k): v for k, v in per_seed.items()})
+    rows = table(per_seed, list(splits))
     body = (
         f"Multi-task adapter sets on `{args.foundation}` (frozen), one head per task, each "
         "trained with `config/train/multitask.yaml` for the same steps (`--set "
-        "adapter.sharing=tucker|separate|shared`); Δm against LoRA-STL; torch, 2 threads, "
-        f"{machine_description()}. Command: `python scripts/results_multitask.py --data "
-        f"<camvid> --runs runs --foundation <model> --stride {args.stride}` (one frame in "
+        "adapter.sharing=tucker|separate|shared --set seed=K`), seeds "
+        f"{', '.join(map(str, seeds))}; scores are means over seeds, Δm against LoRA-STL of "
+        f"the same seed (mean ± std over seeds); torch, 2 threads, {machine_description()}. "
+        f"Command: `python scripts/results_multitask.py --data <camvid> --runs runs "
+        f"--foundation <model> --stride {args.stride} --seeds {args.seeds}` (one frame in "
         f"{args.stride} of each split).\n\n" + "\n".join(rows) + "\n"
     )
     update_section(docs / "results.md", "multitask", body)
