@@ -13,7 +13,13 @@ import sys
 from pathlib import Path
 
 from ranksam_ros.cli_options import add_dataclass_flags, dataclass_from_args
-from ranksam_ros.config import EXPORT_OPSET, EXPORT_PRECISIONS, BackendConfig, NodeConfig
+from ranksam_ros.config import (
+    EXPORT_OPSET,
+    EXPORT_PRECISIONS,
+    PRECISIONS,
+    BackendConfig,
+    NodeConfig,
+)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -61,9 +67,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-CACHE_PRECISIONS = ("fp32", "int8")  # what the cache holds (int8: fp32 graphs + int8 encoder)
-
-
 def _cmd_export(args: argparse.Namespace) -> int:
     from ranksam_ros.deploy.export import export_model
 
@@ -90,9 +93,10 @@ def _export_to_cache(args: argparse.Namespace) -> Path:
     """``ranksam export`` without ``--out``: the cached export engines look up by model name."""
     from ranksam_ros.deploy.cache import cache_dir_for, cached_export, is_export_dir
 
-    if args.precision not in CACHE_PRECISIONS or args.opset != EXPORT_OPSET:
+    # int8 in the cache: the fp32 graphs plus the quantised encoder.
+    if args.precision not in PRECISIONS or args.opset != EXPORT_OPSET:
         raise ValueError(
-            f"the cache holds {' and '.join(CACHE_PRECISIONS)} opset-{EXPORT_OPSET} exports "
+            f"the cache holds {' and '.join(PRECISIONS)} opset-{EXPORT_OPSET} exports "
             "(what engines look up by model name): pass --out DIR for another --precision "
             "or --opset"
         )

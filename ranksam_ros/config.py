@@ -234,7 +234,8 @@ class BackendConfig:
     ``centre``; empty: none, and the set is not loaded). ``prompt_adapter``: a decoder
     adapter set of the model (PA-SAM, e.g. ``pa_sam``) or ``none``; it stacks on ``adapter``.
     ``precision``: ``fp32`` or ``int8`` (onnxruntime only: the export's dynamically quantised
-    encoder, present when ``ranksam export --precision int8`` accepted it).
+    encoder, present when ``ranksam export --precision int8`` accepted it; TensorRT runs the
+    engines ``ranksam build-engine`` made, fp16 by default).
     """
 
     backend: str = "torch"
@@ -252,8 +253,7 @@ class BackendConfig:
         _check_choice("precision", self.precision, PRECISIONS)
         _check(
             self.precision == "fp32" or self.backend == "onnxruntime",
-            f"precision {self.precision} runs on the onnxruntime backend, not on {self.backend}"
-            " (tensorrt builds its precision into the engine: ranksam build-engine --precision)",
+            f"precision {self.precision} runs on the onnxruntime backend, not on {self.backend}",
         )
         _check(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
         _check(

@@ -192,8 +192,11 @@ def render(report: dict, args: argparse.Namespace) -> str:
         lines.append(f"- ORT int8 vs fp32: **{ratios['int8_vs_fp32']:.2f}x** (target >= 1.4x)")
     if speed.get("int8_parity"):
         p = speed["int8_parity"]
+        agreement = p.get("class_agreement_vs_fp32")
+        classes = "" if agreement is None else f", class map agreement {agreement:.4f}"
+        verdict = "accepted" if p["accepted"] else "rejected"
         lines.append(
-            f"- int8 parity gate: mask IoU vs fp32 {p['mask_iou_vs_fp32']:.4f} -> {'accepted' if p['accepted'] else 'rejected'}"
+            f"- int8 parity gate: mask IoU vs fp32 {p['mask_iou_vs_fp32']:.4f}{classes} -> {verdict}"
         )
     if "parity" in report:
         p = report["parity"]

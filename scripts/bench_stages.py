@@ -1,9 +1,10 @@
-"""Per-stage time of the promptless pipeline in-process (no ROS), torch vs ONNX Runtime
-(fp32, and its int8 encoder where the export's parity gate accepts it), panoptic output (the default: SAM decodes only things, prompted with the box of each thing
-region of the semantic head's class map; or a click at its centre; or clicks at the prompt
-predictor's peaks; or no decoder, the regions themselves) vs instances of every class; the
-`stages` section of docs/benchmarks.md. The ONNX export goes into the cache first (an explicit
-step: engines never export).
+"""Per-stage time of the promptless pipeline in-process (no ROS): torch vs ONNX Runtime (fp32,
+and its int8 encoder where the export's parity gate accepts it); panoptic output (the default:
+SAM decodes only things, prompted with the box of each thing region of the semantic head's
+class map; or a click at its centre; or clicks at the prompt predictor's peaks; or no decoder,
+the regions themselves) vs instances of every class; the `stages` section of
+docs/benchmarks.md. The ONNX exports go into the cache first (an explicit step: engines never
+export).
 
     python scripts/bench_stages.py [--models camvid-tiny:gated,DIR:none]
 

@@ -124,10 +124,13 @@ def main() -> None:
         "held-out 0006R0": SegmentationFolder(Path(args.data) / "train", sequences=HELD_OUT),
         "val": SegmentationFolder(Path(args.data) / "val"),
     }
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = sorted({int(s) for s in args.seeds.split(",")})
     per_seed = {seed: evaluate_seed(args, seed, splits, dataset) for seed in seeds}
     docs = Path(args.docs)
-    write_json(docs / "results" / "multitask.json", {str(k): v for k, v in per_seed.items()})
+    write_json(
+        docs / "results" / "multitask.json",
+        {"seeds": seeds, "per_seed": {str(k): v for k, v in per_seed.items()}},
+    )
     rows = table(per_seed, list(splits))
     body = (
         f"Multi-task adapter sets on `{args.foundation}` (frozen), one head per task, each "
@@ -136,7 +139,8 @@ def main() -> None:
         f"{', '.join(map(str, seeds))}; scores are means over seeds, Δm against LoRA-STL of "
         f"the same seed (mean ± std over seeds); torch, 2 threads, {machine_description()}. "
         f"Command: `python scripts/results_multitask.py --data <camvid> --runs runs "
-        f"--foundation <model> --stride {args.stride} --seeds {args.seeds}` (one frame in "
+        f"--foundation <model> --stride {args.stride} --seeds {','.join(map(str, seeds))}` "
+        f"(one frame in "
         f"{args.stride} of each split).\n\n" + "\n".join(rows) + "\n"
     )
     update_section(docs / "results.md", "multitask", body)

@@ -163,7 +163,7 @@ def test_int8_encoder_ships_only_when_its_parity_gate_accepts(tmp_path, micro_mo
         and cosine > 0.9
         and not np.array_equal(quantised, reference)
     )
-    with pytest.raises(ValueError, match="no accepted int8"):
+    with pytest.raises(ValueError, match="rejected by the parity gate"):
         OnnxBackend(tmp_path / "strict", int8=True)
 
 
@@ -218,17 +218,27 @@ def test_conv_model_exports_fine_features_and_semantics_that_match_torch(conv_ex
     )
 
 
-def test_int8_gate_of_a_semantic_model_checks_its_class_map(conv_export, tmp_path):
-    export_model(str(conv_export / "model"), tmp_path / "int8", adapter="none", precision="int8")
-    record = json.loads((tmp_path / "int8" / "manifest.json").read_text())["int8"]
-    agreement = record["class_agreement_vs_fp32"]
-    assert 0.5 < agreement <= 1.0 and record["min_class_agreement"] == 0.98
-    expected = record["mask_iou_vs_fp32"] >= record["min_mask_iou"] and agreement >= 0.98
-    assert record["accepted"] == expected
-    if not expected:
-        pytest.skip("this random micro model's int8 encoder did not pass its gate")
+def _conv_int8(conv_export, out, monkeypatch, min_agreement: float) -> dict:
+    from ranksam_ros.deploy import quantize
+
+    monkeypatch.setattr(quantize, "MIN_MASK_IOU", 0.0)
+    monkeypatch.setattr(quantize, "MIN_CLASS_AGREEMENT", min_agreement)
+    export_model(str(conv_export / "model"), out, adapter="none", precision="int8")
+    return json.loads((out / "manifest.json").read_text())
+
+
+def test_int8_gate_of_a_semantic_model_checks_its_class_map(conv_export, tmp_path, monkeypatch):
+    lenient = _conv_int8(conv_export, tmp_path / "lenient", monkeypatch, 0.0)["int8"]
+    strict = _conv_int8(conv_export, tmp_path / "strict", monkeypatch, 1.01)
+    agreement = lenient["class_agreement_vs_fp32"]
+    assert 0.5 < agreement <= 1.0 and lenient["accepted"]
+    # Same quantisation, same masks: the class map alone rejects it.
+    assert strict["int8"]["class_agreement_vs_fp32"] == pytest.approx(agreement)
+    assert not strict["int8"]["accepted"] and "encoder_int8" not in strict["graphs"]
+    with pytest.raises(ValueError, match="rejected by the parity gate.*class map agreement"):
+        OnnxBackend(tmp_path / "strict", int8=True)
     config = BackendConfig(
-        backend="onnxruntime", model=str(tmp_path / "int8"), threads=2, precision="int8"
+        backend="onnxruntime", model=str(tmp_path / "lenient"), threads=2, precision="int8"
     )
     int8, fp32 = create_backend(config), create_backend(replace(config, precision="fp32"))
     assert int8.info.model_id.endswith("@onnxruntime+int8")

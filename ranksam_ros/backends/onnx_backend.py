@@ -26,6 +26,19 @@ def _import_ort():
     return onnxruntime
 
 
+def int8_refusal(manifest: dict) -> str:
+    """Why an export has no int8 encoder to run, and what to do about it."""
+    record = manifest.get("int8")
+    if record is None:
+        return "no int8 encoder (export with --precision int8)"
+    agreement = record.get("class_agreement_vs_fp32")
+    classes = "" if agreement is None else f", class map agreement {agreement:.4f}"
+    return (
+        f"its int8 encoder was rejected by the parity gate (mask IoU vs fp32 "
+        f"{record['mask_iou_vs_fp32']:.4f}{classes}): run this model with precision fp32"
+    )
+
+
 class OnnxBackend:
     """Run an export directory (``ranksam export`` output) with ONNX Runtime.
 
@@ -56,9 +69,7 @@ class OnnxBackend:
                 f"{self.export_dir}: no task output {missing} (the export has {list(available)})"
             )
         if int8 and "encoder_int8" not in graphs:
-            raise ValueError(
-                f"{self.export_dir}: no accepted int8 encoder (export with --precision int8)"
-            )
+            raise ValueError(f"{self.export_dir}: {int8_refusal(self.manifest)}")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Encoder, predictor and decoder sessions run one after another, each with its own

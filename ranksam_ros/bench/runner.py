@@ -46,7 +46,7 @@ from ranksam_ros.bench.report import (
     write_report,
 )
 
-ATTACH_PARAMETERS = ("model", "adapter", "backend", "threads", "benchmark_mode")
+ATTACH_PARAMETERS = ("model", "adapter", "backend", "precision", "threads", "benchmark_mode")
 ATTACH_PARAMETERS += ("input.transport", "input.reliability", "output.reliability")
 
 
@@ -351,6 +351,7 @@ def _finish(live: _Live, per_rate, custom, meta, values, cfg, search) -> dict:
         "mode": opts.mode,
         "model_id": live.model_id,
         "backend": values.get("backend") if opts.attach else cfg.backend,
+        "precision": values.get("precision") if opts.attach else cfg.precision,
         "node_params": values,
         "params_file": opts.node_params,
         "attach": opts.attach,

@@ -20,7 +20,14 @@ def cache_root() -> Path:
 
 
 # Sources that decide what an exported graph computes: a change to any of them is a new export.
-_GRAPH_SOURCES = ("adapters", "modeling", "graph", "deploy/export.py", "deploy/onnx_graph.py")
+_GRAPH_SOURCES = (
+    "adapters",
+    "modeling",
+    "graph",
+    "deploy/export.py",
+    "deploy/onnx_graph.py",
+    "deploy/quantize.py",  # what the int8 encoder holds and whether its gate accepts it
+)
 
 
 def export_fingerprint(model_dir: Path) -> str:
@@ -49,7 +56,11 @@ def cache_dir_for(model: str, adapter: str | None, precision: str = "fp32") -> P
         ValueError: ``model`` is not a shipped model name.
     """
     from ranksam_ros import __version__
+    from ranksam_ros.config import PRECISIONS
     from ranksam_ros.modeling.registry import resolve_model_dir, shipped_models
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"the cache holds {' and '.join(PRECISIONS)} exports, not {precision!r}")
 
     if model not in shipped_models():
         raise ValueError(

@@ -58,7 +58,7 @@ def _frame_inputs(manifest: dict):
         segments = find_segments(label, len(CAMVID_CLASSES), 64, CAMVID_IGNORE_LABEL)
         segments = sorted(segments, key=lambda s: -s.area)
         boxes = np.array([s.box for s in segments[:PARITY_BOXES]], np.float64).reshape(-1, 2)
-        yield tensor, geometry.to_input(boxes).reshape(-1, 4)
+        yield tensor, geometry, geometry.to_input(boxes).reshape(-1, 4)
 
 
 def _untangle(model):
@@ -84,6 +84,20 @@ def _untangle(model):
     return model
 
 
+def _class_agreement(probs32: np.ndarray, probs8: np.ndarray, geometry) -> float:
+    """Share of the image's class-map cells (padding left out) where both encoders agree.
+
+    Args:
+        probs32: ``(C, G, G)`` class probabilities of the fp32 encoder.
+        probs8: The same of the int8 encoder.
+        geometry: The frame's :class:`ResizeInfo` (the padding is never output).
+    """
+    side = probs32.shape[-1]
+    rows, cols = (max(1, int(np.ceil(n * side / geometry.input_size))) for n in geometry.resized_hw)
+    classes = [np.argmax(p[:, :rows, :cols], axis=0) for p in (probs32, probs8)]
+    return float(np.mean(classes[0] == classes[1]))
+
+
 def quantize_encoder(out: Path, manifest: dict) -> dict:
     """Write ``encoder_int8.onnx`` and return its parity record (``accepted`` flag included)."""
     import onnx
@@ -104,11 +118,10 @@ def quantize_encoder(out: Path, manifest: dict) -> dict:
     fp32, int8, decoder = _sessions(out, manifest)
     decoder_inputs = [i.name for i in decoder.get_inputs()]
     cosines, ious, agreements = [], [], []
-    for tensor, boxes in _frame_inputs(manifest):
+    for tensor, geometry, boxes in _frame_inputs(manifest):
         enc32, enc8 = _encode(fp32, tensor), _encode(int8, tensor)
         if enc32.semantic is not None:
-            classes = [np.argmax(enc.semantic[0], axis=0) for enc in (enc32, enc8)]
-            agreements.append(float(np.mean(classes[0] == classes[1])))
+            agreements.append(_class_agreement(enc32.semantic[0], enc8.semantic[0], geometry))
         emb32, emb8 = enc32.embedding, enc8.embedding
         cosines.append(
             float(

@@ -149,6 +149,7 @@ def evaluate_promptless(
         "seed": options.seed,
         "sequences": list(options.sequences),
         "backend": options.backend,
+        "precision": options.precision,
         "images": count,
         "miou": float(np.nanmean(iou)),
         "fill_semantic": fill,

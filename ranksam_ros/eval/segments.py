@@ -199,6 +199,7 @@ def evaluate_segments(
         "sequences": list(options.sequences),
         "backend": options.backend,
         "tta": options.tta,
+        "precision": options.precision,
         "images": count,
         **summarize_segments(rows, options.dataset.class_names),
         "min_area": options.dataset.min_segment_area,

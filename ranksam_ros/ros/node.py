@@ -245,7 +245,9 @@ class RankSamNode(LifecycleNode):
         configure with the ``ranksam export`` command to run. With it, that export runs here
         (tens of seconds, once; the cache keeps it for the next start).
         """
+        from ranksam_ros.backends.onnx_backend import int8_refusal
         from ranksam_ros.deploy.cache import cache_dir_for, cached_export, is_export_dir
+        from ranksam_ros.graph.manifest import read_manifest
 
         if cfg.backend == "torch" or not cfg.export_if_missing or is_export_dir(cfg.model):
             return
@@ -261,6 +263,9 @@ class RankSamNode(LifecycleNode):
             f"exported {cfg.model}+{adapter} to {target} in "
             f"{time.perf_counter() - started:.1f} s (export_if_missing)"
         )
+        int8 = read_manifest(target).get("int8")
+        if int8 is not None and not int8["accepted"]:
+            self.get_logger().warning(f"{target}: {int8_refusal(read_manifest(target))}")
 
     def _on_set_parameters(self, parameters: list):
         result, new_cfg = check_update(self, parameters, self.active)
