@@ -98,6 +98,12 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=1, help="every Nth frame of each split")
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other models of the last run's JSON (columns of earlier runs stay; "
+        "re-evaluated labels are replaced)",
+    )
+    parser.add_argument(
         "--tables-only",
         action="store_true",
         help="rewrite the section from the JSON of the last run instead of evaluating",
@@ -109,19 +115,20 @@ def main() -> None:
     json_path = docs / "results" / "foundation.json"
     if args.tables_only:
         results = json.loads(json_path.read_text())
+        focus = next(iter(results))
     else:
         models = dict(
             entry.split("=", 1) if "=" in entry else (entry, entry)
             for entry in args.models.split(",")
         )
-        results = {
-            label: run_model(model, args.adapter, data, args.limit, args.stride)
-            for label, model in models.items()
-        }
+        focus = next(iter(models))  # per-class rows of the first model asked for
+        results = json.loads(json_path.read_text()) if args.merge else {}
+        for label, model in models.items():
+            results[label] = run_model(model, args.adapter, data, args.limit, args.stride)
         write_json(json_path, results, relative_to=ROOT)
     minutes = "" if args.tables_only else f"{(time.perf_counter() - started) / 60:.0f} min on "
     split_names = list(splits(data))
-    first = next(iter(results.values()))
+    first = results[focus]
     per_class = []
     for split in split_names:
         for mode in ("box", "semantic"):
@@ -140,10 +147,10 @@ def main() -> None:
         f"(large: 1000 px and up) at source resolution, one frame in {args.stride}; semantic: mIoU over the 11 classes; PQ: "
         "torchmetrics' panoptic quality (thing instances = connected components). Command: "
         f"`python scripts/results_foundation.py --data <camvid> --models '{args.models}' "
-        f"--stride {args.stride}` "
+        f"--stride {args.stride}{' --merge' if args.merge else ''}` "
         f"({minutes}{machine_description()}).\n\n"
         + table(results, split_names)
-        + f"\n\nPer class ({next(iter(results))}):\n\n| | {classes} |\n|---|"
+        + f"\n\nPer class ({focus}):\n\n| | {classes} |\n|---|"
         + "---|" * len(CLASSES)
         + "\n"
         + "\n".join(per_class)
