@@ -1,6 +1,9 @@
-"""Measure the box-prompt mask threshold on val: best mIoU with large segments at 0.80.
+"""Measure the box-prompt mask threshold: best mIoU with large segments at 0.80.
 
-    python scripts/calibrate_threshold.py --data /path/to/camvid/val
+    python scripts/calibrate_threshold.py --data /path/to/camvid/train --sequences 0006R0
+
+Choose it on a sequence held out of training (``--sequences``), not on val, which continues a
+training sequence.
 
 A mask loss puts the 0-logit boundary where a pixel is as likely in as out, but the cut that
 maximises IoU lies lower for calibrated probabilities (about half the attainable score), so
@@ -25,18 +28,22 @@ from ranksam_ros.eval.options import EvalOptions
 from ranksam_ros.reporting import save_figure, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-THRESHOLDS = (-1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5)
+THRESHOLDS = (-3.0, -2.5, -2.0, -1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5)
 
 
-def sweep(model: str, data: str, thresholds: tuple[float, ...], limit: int) -> list[dict]:
+def sweep(args: argparse.Namespace, thresholds: tuple[float, ...]) -> list[dict]:
     """Box-prompt mIoU (all and large segments) at each logit threshold."""
-    backend = create_backend(BackendConfig(model=model))
+    backend = create_backend(BackendConfig(model=args.model, threads=2))
+    sequences = tuple(s for s in args.sequences.split(",") if s)
     rows = []
     for threshold in thresholds:
         options = EvalOptions(
-            model=model,
-            data=data,
-            limit=limit,
+            model=args.model,
+            data=args.data,
+            limit=args.limit,
+            stride=args.stride,
+            sequences=sequences,
+            threads=2,
             pipeline_overrides=(f"box_mask_threshold={threshold}",),
         )
         report = evaluate(options, backend)
@@ -70,7 +77,7 @@ def plot(rows: list[dict], chosen: float, path: Path) -> None:
     ax.plot(xs, [r["miou_large"] for r in rows], "s-", label="large (>= 1000 px)")
     ax.axvline(chosen, color="gray", linestyle="--", label=f"chosen {chosen:+.2f}")
     ax.set_xlabel("box_mask_threshold (mask logit cut of box prompts)")
-    ax.set_ylabel("box-prompt mIoU, clean val")
+    ax.set_ylabel("box-prompt mIoU, clean frames")
     ax.legend()
     ax.grid(alpha=0.3)
     save_figure(fig, path)
@@ -79,20 +86,25 @@ def plot(rows: list[dict], chosen: float, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--model", default="camvid-tiny")
-    parser.add_argument("--data", required=True, help="CamVid val folder (images/, labels/)")
+    parser.add_argument("--data", required=True, help="a CamVid folder (images/, labels/)")
+    parser.add_argument(
+        "--sequences", default="", help="comma-separated sequence prefixes, e.g. 0006R0"
+    )
     parser.add_argument("--limit", type=int, default=0, help="first N frames only (0 = all)")
+    parser.add_argument("--stride", type=int, default=1, help="every Nth frame")
     parser.add_argument(
         "--large-floor", type=float, default=0.80, help="large-segment mIoU to keep (0 = off)"
     )
     parser.add_argument("--json", default=str(ROOT / "docs/results/calibration.json"))
     parser.add_argument("--plot", default=str(ROOT / "docs/figures/calibration.png"))
     args = parser.parse_args()
-    rows = sweep(args.model, args.data, THRESHOLDS, args.limit)
+    rows = sweep(args, THRESHOLDS)
     best = choose(rows, args.large_floor)
     result = {
         "model": args.model,
         "criterion": "box-prompt mIoU over all segments among cuts keeping large segments >= "
-        f"{args.large_floor}, clean val, no adapter",
+        f"{args.large_floor}, clean frames of {args.data} "
+        f"(sequences {args.sequences or 'all'}, one in {args.stride}), no adapter",
         "best_box_mask_threshold": best,
         "sweep": rows,
     }

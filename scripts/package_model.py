@@ -39,6 +39,20 @@ def best_lora(results_path: Path, available: list[str]) -> str:
     return max(scores, key=scores.get) if scores else available[-1]
 
 
+def fits_foundation(multitask: Path, foundation: Path) -> bool:
+    """Whether a multi-task set was trained on this foundation (else it is left out, said)."""
+    from ranksam_ros.modeling.registry import build_model
+    from ranksam_ros.modeling.task_io import foundation_fingerprint
+
+    trained_on = read_meta(multitask)["foundation_fingerprint"]
+    if trained_on == foundation_fingerprint(build_model(str(foundation))):
+        return True
+    print(
+        f"left out {multitask}: trained on another foundation ({read_meta(multitask)['foundation']})"
+    )
+    return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--runs", default="runs")
@@ -70,7 +84,7 @@ def main() -> None:
     if chosen:
         shutil.copy(out / f"adapters/{chosen}.safetensors", out / "adapters/lora.safetensors")
     multitask = runs / "multitask_tucker/multitask.safetensors"
-    if multitask.is_file():
+    if multitask.is_file() and fits_foundation(multitask, phase / "model.safetensors"):
         shutil.copy(multitask, out / "multitask.safetensors")
     card = {
         "name": out.name,
@@ -80,7 +94,9 @@ def main() -> None:
             p.stem: read_meta(p)["info"] for p in sorted((out / "adapters").glob("*.safetensors"))
         },
         "lora_alias": chosen,
-        "multitask": read_meta(multitask)["info"] if multitask.is_file() else None,
+        "multitask": read_meta(multitask)["info"]
+        if (out / "multitask.safetensors").is_file()
+        else None,
         "data": "CamVid train without sequence 0006R0 (held out for model choice and results); "
         "see docs/results.md",
     }
