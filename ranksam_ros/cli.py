@@ -81,11 +81,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if "int8" in manifest:
         int8 = manifest["int8"]
         verdict = "accepted" if int8["accepted"] else "REJECTED (stays off)"
-        agreement = int8.get("class_agreement_vs_fp32")
-        classes = "" if agreement is None else f", class map agreement {agreement:.4f}"
-        print(
-            f"  int8 encoder: mask IoU vs fp32 {int8['mask_iou_vs_fp32']:.4f}{classes} -> {verdict}"
-        )
+        from ranksam_ros.deploy.quantize import parity_summary
+
+        print(f"  int8 encoder: {parity_summary(int8)} -> {verdict}")
     return 0
 
 

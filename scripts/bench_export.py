@@ -25,6 +25,7 @@ from ranksam_ros.backends.onnx_backend import OnnxBackend
 from ranksam_ros.backends.torch_backend import TorchBackend
 from ranksam_ros.bench.timing import interleaved
 from ranksam_ros.deploy.export import export_model
+from ranksam_ros.deploy.quantize import parity_summary
 from ranksam_ros.eval.evaluate import evaluate
 from ranksam_ros.eval.options import EvalOptions
 from ranksam_ros.modeling.registry import build_model, save_model
@@ -192,12 +193,8 @@ def render(report: dict, args: argparse.Namespace) -> str:
         lines.append(f"- ORT int8 vs fp32: **{ratios['int8_vs_fp32']:.2f}x** (target >= 1.4x)")
     if speed.get("int8_parity"):
         p = speed["int8_parity"]
-        agreement = p.get("class_agreement_vs_fp32")
-        classes = "" if agreement is None else f", class map agreement {agreement:.4f}"
         verdict = "accepted" if p["accepted"] else "rejected"
-        lines.append(
-            f"- int8 parity gate: mask IoU vs fp32 {p['mask_iou_vs_fp32']:.4f}{classes} -> {verdict}"
-        )
+        lines.append(f"- int8 parity gate: {parity_summary(p)} -> {verdict}")
     if "parity" in report:
         p = report["parity"]
         lines += [

@@ -9,6 +9,7 @@ import numpy as np
 
 from ranksam_ros.backends.base import single_threaded_numpy
 from ranksam_ros.deploy.cache import resolve_export
+from ranksam_ros.deploy.quantize import parity_summary
 from ranksam_ros.graph import feeds as graph_feeds
 from ranksam_ros.graph import names
 from ranksam_ros.graph.manifest import read_manifest
@@ -31,11 +32,9 @@ def int8_refusal(manifest: dict) -> str:
     record = manifest.get("int8")
     if record is None:
         return "no int8 encoder (export with --precision int8)"
-    agreement = record.get("class_agreement_vs_fp32")
-    classes = "" if agreement is None else f", class map agreement {agreement:.4f}"
     return (
-        f"its int8 encoder was rejected by the parity gate (mask IoU vs fp32 "
-        f"{record['mask_iou_vs_fp32']:.4f}{classes}): run this model with precision fp32"
+        f"its int8 encoder was rejected by the parity gate ({parity_summary(record)}): "
+        "run this model with precision fp32"
     )
 
 

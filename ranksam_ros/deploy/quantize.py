@@ -84,6 +84,13 @@ def _untangle(model):
     return model
 
 
+def parity_summary(record: dict) -> str:
+    """``mask IoU vs fp32 X[, class map agreement Y]`` of a parity record, for messages."""
+    agreement = record.get("class_agreement_vs_fp32")
+    classes = "" if agreement is None else f", class map agreement {agreement:.4f}"
+    return f"mask IoU vs fp32 {record['mask_iou_vs_fp32']:.4f}{classes}"
+
+
 def _class_agreement(probs32: np.ndarray, probs8: np.ndarray, geometry) -> float:
     """Share of the image's class-map cells (padding left out) where both encoders agree.
 

@@ -263,9 +263,9 @@ class RankSamNode(LifecycleNode):
             f"exported {cfg.model}+{adapter} to {target} in "
             f"{time.perf_counter() - started:.1f} s (export_if_missing)"
         )
-        int8 = read_manifest(target).get("int8")
-        if int8 is not None and not int8["accepted"]:
-            self.get_logger().warning(f"{target}: {int8_refusal(read_manifest(target))}")
+        manifest = read_manifest(target)
+        if not manifest.get("int8", {"accepted": True})["accepted"]:
+            self.get_logger().warning(f"{target}: {int8_refusal(manifest)}")
 
     def _on_set_parameters(self, parameters: list):
         result, new_cfg = check_update(self, parameters, self.active)
