@@ -7,7 +7,8 @@ validates its own ranges in ``__post_init__`` so a bad value fails where it is r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import math
+from dataclasses import dataclass, field, fields, replace
 
 CAMVID_CLASSES: tuple[str, ...] = (
     "sky",
@@ -239,7 +240,9 @@ class BackendConfig:
     """
 
     backend: str = "torch"
-    model: str = "camvid-tiny"
+    # The shipped convolutional model (foundation 2; docs/design.md); the ViT model
+    # `camvid-tiny` stays shipped by that name.
+    model: str = "camvid-conv"
     adapter: str = "none"
     prompt_adapter: str = "none"
     threads: int = 0
@@ -275,6 +278,11 @@ def backend_config_of(options) -> BackendConfig:
     )
 
 
+# The box cut of a model without a calibrated one: -0.75 was the best box mIoU on CamVid val
+# for the ViT model camvid-tiny that kept large segments at 0.80 (scripts/calibrate_threshold.py).
+DEFAULT_BOX_MASK_THRESHOLD = -0.75
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """Everything between a decoded mask and the published result."""
@@ -284,12 +292,12 @@ class PipelineConfig:
     mask_threshold: float = 0.0
     # Logit cut of masks from box prompts. The loss puts logit 0 where a pixel is as likely in
     # as out, but the IoU-optimal cut lies lower; clipped to their box, box masks cannot
-    # spill far, so they take it: -0.75 is the best box mIoU on CamVid val (+1.5 points) that
-    # keeps large segments at 0.80 (-1.0 is 0.15 points better overall but 0.002 below on
-    # large ones; scripts/calibrate_threshold.py, docs/results.md). Automatic masks have no
-    # box to stop them and lose 1.6 points of semantic mIoU at -1.0, so they keep 0 (the panoptic
-    # output's region-box prompts too: the class map cuts them instead of their box).
-    box_mask_threshold: float = -0.75
+    # spill far, so they take it. None: the model's own cut, calibrated on a sequence held out
+    # from its training and stored in its model card (``model.json``: ``calibration``), else
+    # DEFAULT_BOX_MASK_THRESHOLD. Automatic masks have no box to stop them and lose 1.6 points
+    # of semantic mIoU at -1.0, so they keep ``mask_threshold`` (the panoptic output's
+    # region-box prompts too: the class map cuts them instead of their box).
+    box_mask_threshold: float | None = None
     nms_iou: float = 0.7
     min_area: int = 16
     max_instances: int = 100
@@ -320,9 +328,24 @@ class PipelineConfig:
         _check_choice("pipeline.thing_prompts", self.thing_prompts, THING_PROMPTS)
         _check_choice("pipeline.thing_masks", self.thing_masks, THING_MASK_SOURCES)
         _check(0.0 < self.nms_iou <= 1.0, "nms_iou must be in (0, 1]")
+        _check(
+            self.box_mask_threshold is None or math.isfinite(self.box_mask_threshold),
+            "box_mask_threshold must be a finite number (or unset: the model's own cut)",
+        )
         _check(self.min_area >= 0, "min_area must be >= 0")
         _check(1 <= self.max_instances <= 65535, "max_instances must be in [1, 65535]")
         _check(0.0 <= self.score_threshold <= 1.0, "score_threshold must be in [0, 1]")
+
+    def for_model(self, calibrated_box_cut: float | None) -> PipelineConfig:
+        """This config with an unset ``box_mask_threshold`` filled in for one model.
+
+        Args:
+            calibrated_box_cut: The model's calibrated box cut (``ModelInfo``), or None.
+        """
+        if self.box_mask_threshold is not None:
+            return self
+        cut = DEFAULT_BOX_MASK_THRESHOLD if calibrated_box_cut is None else calibrated_box_cut
+        return replace(self, box_mask_threshold=float(cut))
 
 
 MOTION_MODELS = ("none", "constant_velocity")  # track prediction (pipeline/tracking.py)

@@ -87,7 +87,7 @@ class OverlayWriter:
 
 def run_demo(
     out_dir: str | Path = "out/demo",
-    model: str = "camvid-tiny",
+    model: str = BackendConfig.model,
     adapter: str = "gated",
     frames: str | Path = BUNDLED_FRAMES,
     backend: str = "torch",

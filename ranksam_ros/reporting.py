@@ -13,17 +13,18 @@ from pathlib import Path
 from ranksam_ros.config import TRAIN_SEVERITIES
 
 
-def adapter_results_name(prompts: str, severities: tuple[int, ...]) -> str:
+def adapter_results_name(prompts: str, severities: tuple[int, ...], tag: str = "") -> str:
     """Section name and JSON stem of the adapter table of one evaluation protocol.
 
     ``adapters`` for box prompts at the training severities; ``_point`` marks one click per
-    segment and ``_s45`` (the severities' digits) other severities, so the tables of several
-    protocols sit side by side in docs/results.md and docs/results/.
+    segment, ``_s45`` (the severities' digits) other severities and ``_<tag>`` another model
+    (``_conv``), so the tables of several protocols sit side by side in docs/results.md and
+    docs/results/.
     """
     name = "adapters" if prompts == "box" else f"adapters_{prompts}"
     if tuple(severities) != TRAIN_SEVERITIES:
         name += "_s" + "".join(map(str, severities))
-    return name
+    return f"{name}_{tag}" if tag else name
 
 
 def update_section(path: str | Path, name: str, body: str) -> None:

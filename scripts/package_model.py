@@ -5,7 +5,8 @@
 Copies the foundation (its last phase), the prompt predictor, every adapter set (gated, LoRA
 r4/r8/r16 and, as `lora`, the best of them: mean box mIoU over the four training
 degradations, read from docs/results/adapters.json when it exists; the PA-SAM decoder set)
-and the TA-LoRA multi-task set; writes model.json, the model card.
+and the TA-LoRA multi-task set; writes model.json, the model card (with `--calibration`, the
+model's own box cut from a held-out sweep of scripts/calibrate_threshold.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ def best_lora(results_path: Path, available: list[str]) -> str:
     if not results_path.is_file():
         return available[-1]
     # Chosen on the held-out sequence, never on val (which continues a training sequence).
-    results = json.loads(results_path.read_text())["held-out 0006R0"]
+    results = json.loads(results_path.read_text()).get("held-out 0006R0")
+    if results is None:
+        print(f"{results_path} has no held-out figures: lora = the highest rank")
+        return available[-1]
     scores = {
         name: np.mean([results[name][d]["miou"] for d in TRAIN_DEGRADATIONS])
         for name in available
@@ -53,11 +57,25 @@ def fits_foundation(multitask: Path, foundation: Path) -> bool:
     return False
 
 
+def calibration_of(sweep_path: Path) -> dict:
+    """The model card's ``calibration``: the swept box cut and how it was chosen."""
+    sweep = json.loads(sweep_path.read_text())
+    return {
+        "box_mask_threshold": sweep["best_box_mask_threshold"],
+        "source": f"{sweep['criterion']}; {sweep.get('data', '')} ({sweep_path.name})",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--runs", default="runs")
     parser.add_argument("--out", default=str(ROOT / "ranksam_ros/models/camvid-tiny"))
     parser.add_argument("--results", default=str(ROOT / "docs/results/adapters.json"))
+    parser.add_argument(
+        "--calibration",
+        default="",
+        help="a box-cut sweep of this model (scripts/calibrate_threshold.py --json) for its card",
+    )
     args = parser.parse_args()
     runs, out = Path(args.runs), Path(args.out)
     if out.exists():
@@ -100,6 +118,8 @@ def main() -> None:
         "data": "CamVid train without sequence 0006R0 (held out for model choice and results); "
         "see docs/results.md",
     }
+    if args.calibration:
+        card["calibration"] = calibration_of(Path(args.calibration))
     (out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
     print(f"packaged {out} ({size:.1f} MB), lora = {chosen}")

@@ -64,11 +64,17 @@ SPLITS = {  # name -> EvalOptions fields (given the CamVid root)
 
 
 def run(
-    model: str, root: Path, limit: int, seed: int, severities: tuple[int, ...], prompts: str
+    model: str,
+    adapters: tuple[str, ...],
+    root: Path,
+    limit: int,
+    seed: int,
+    severities: tuple[int, ...],
+    prompts: str,
 ) -> dict:
     """``{split: {adapter: {degradation: report}}}``."""
     results: dict = {split: {} for split in SPLITS}
-    for adapter in ADAPTERS:
+    for adapter in adapters:
         backend = TorchBackend(build_model(model, adapter=adapter), threads=2)
         for split, fields in SPLITS.items():
             results[split][adapter] = run_adapter(
@@ -104,7 +110,7 @@ def table(results: dict) -> str:
         + " | mean of 4 trained | active rank (clean / mean 4) |"
     )
     rows = [head, "|" + "---|" * (len(DEGRADES) + 3)]
-    for adapter in ADAPTERS:
+    for adapter in results:
         r = results[adapter]
         trained = np.mean([r[d]["miou"] for d in TRAIN_DEGRADATIONS])
         cells = [f"{100 * r[d]['miou']:.2f}" for d in DEGRADES]
@@ -144,19 +150,36 @@ def main() -> None:
         help="comma-separated severities the frames cycle through (default: the training range)",
     )
     parser.add_argument("--prompts", default="box", choices=sorted(PROMPT_TEXT))
+    parser.add_argument(
+        "--adapters",
+        type=comma_list(str, ADAPTERS),
+        default=ADAPTERS,
+        help="comma-separated adapter sets the model has (default: all five)",
+    )
+    parser.add_argument(
+        "--tag", default="", help="suffix of the section and files for another model (conv)"
+    )
     args = parser.parse_args()
     severities = args.severities
     started = time.perf_counter()
-    results = run(args.model, Path(args.data), args.limit, args.seed, severities, args.prompts)
+    results = run(
+        args.model, args.adapters, Path(args.data), args.limit, args.seed, severities, args.prompts
+    )
     minutes = (time.perf_counter() - started) / 60
     docs = Path(args.docs)
-    name = adapter_results_name(args.prompts, severities)
+    name = adapter_results_name(args.prompts, severities, args.tag)
     suffix = name.removeprefix("adapters")
     option = "" if args.prompts == "box" else f" --prompts {args.prompts}"
     if severities != TRAIN_SEVERITIES:
         option += " --severities " + ",".join(map(str, severities))
     if args.limit:
         option += f" --limit {args.limit}"
+    if args.model != "camvid-tiny":
+        option = f" --model {args.model}" + option
+    if args.adapters != ADAPTERS:
+        option += " --adapters " + ",".join(args.adapters)
+    if args.tag:
+        option += f" --tag {args.tag}"
     listed = "-".join(map(str, severities)) if len(severities) > 1 else str(severities[0])
     write_json(docs / "results" / f"{name}.json", results)
     plot_ranks(results["held-out 0006R0"], docs / "figures" / f"active_rank{suffix}.png", listed)

@@ -184,3 +184,40 @@ def test_architecture_mismatches_name_the_file_or_field(tmp_path, micro_model):
     torch.save(load_tensors(conv, "sam")[0], official)
     with pytest.raises(ValueError, match="sam_vit_b.pth.*not a SAM state dict"):
         build_model(str(official))
+
+
+def test_a_model_cards_calibrated_box_cut_reaches_the_pipeline(tmp_path, micro_model):
+    import json
+
+    from ranksam_ros.config import DEFAULT_BOX_MASK_THRESHOLD, PipelineConfig
+    from ranksam_ros.pipeline.pipeline import Pipeline
+
+    save_model(tmp_path / "model.safetensors", micro_model)
+    assert Pipeline(TorchBackend(build_model(str(tmp_path)))).cfg.box_mask_threshold == (
+        DEFAULT_BOX_MASK_THRESHOLD  # no card: the global default
+    )
+    card = {"calibration": {"box_mask_threshold": -3.5, "source": "a held-out sweep"}}
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    backend = TorchBackend(build_model(str(tmp_path)))
+    assert backend.info.box_mask_threshold == -3.5
+    assert Pipeline(backend).cfg.box_mask_threshold == -3.5
+    chosen = PipelineConfig(box_mask_threshold=-1.0)  # the user's choice wins
+    assert Pipeline(backend, chosen).cfg.box_mask_threshold == -1.0
+
+
+@pytest.mark.parametrize(
+    "calibration, message",
+    [({"box_cut": -1.0}, "calibration.box_cut is not one of"), ({"box_mask_threshold": "x"}, "")],
+)
+def test_a_bad_calibration_in_a_model_card_names_the_file(
+    tmp_path, micro_model, calibration, message
+):
+    import json
+
+    save_model(tmp_path / "model.safetensors", micro_model)
+    (tmp_path / "model.json").write_text(json.dumps({"calibration": calibration}))
+    with pytest.raises(ValueError, match=f"model.json: {message}"):
+        build_model(str(tmp_path))
+    (tmp_path / "model.json").write_text("{not json")
+    with pytest.raises(ValueError, match="model.json: not JSON"):
+        build_model(str(tmp_path))

@@ -28,6 +28,7 @@ def _model_dir(tmp_path, micro_model):
     root = tmp_path / "micro-model"
     (root / "adapters").mkdir(parents=True)
     save_model(root / "model.safetensors", micro_model)
+    (root / "model.json").write_text('{"calibration": {"box_mask_threshold": -1.25}}')
     predictor = build_prompt_predictor(micro_model.arch, tuple(f"c{i}" for i in range(3)))
     save_prompt_predictor(root / "prompt_predictor.safetensors", predictor)
     for cfg in (GatedRankConfig(rank_low=2, rank_high=4), LoraConfig(rank=2)):
@@ -59,6 +60,8 @@ def test_manifest_describes_the_graphs(exported):
     assert manifest["adapter_mode"].startswith("gated") and len(manifest["gated_layers"]) == 4
     assert manifest["input_size"] == 64 and manifest["mask_size"] == 32
     assert all(len(g["sha256"]) == 64 for g in manifest["graphs"].values())
+    # the model card's calibrated box cut travels with the export to the engines
+    assert OnnxBackend(out).info.box_mask_threshold == -1.25
 
 
 @pytest.mark.parametrize("adapter", ["gated", "lora", "none"])

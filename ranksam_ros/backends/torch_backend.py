@@ -47,6 +47,7 @@ class TorchBackend:
             prompt_predictor=predictor is not None,
             semantic_head=model.semantic_head is not None,
             tasks=() if task_model is None else tuple(task_model.tasks),
+            box_mask_threshold=model.calibration.get("box_mask_threshold"),
         )
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:

@@ -170,6 +170,7 @@ def _export_all(
         "mask_size": arch.mask_size,
         "embedding_shape": list(embedding.shape),
         "class_names": list(model.class_names),
+        "calibration": dict(model.calibration),
         "precision": precision,
         "opset": opset,
         "graphs": graphs,

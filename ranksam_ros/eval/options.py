@@ -41,7 +41,8 @@ class EvalOptions:
     """
 
     model: str = field(
-        default=BackendConfig.model, metadata={"help": "name or path (default camvid-tiny)"}
+        default=BackendConfig.model,
+        metadata={"help": f"name or path (default {BackendConfig.model})"},
     )
     data: str = field(
         default="", metadata={"required": True, "help": "folder holding images/ and labels/"}

@@ -181,6 +181,7 @@ def evaluate_segments(
     count = len(indices)
     backend = backend or create_backend(options.backend_config())
     check_model_classes(backend.info.class_names, options.dataset)
+    cfg = cfg.for_model(backend.info.box_mask_threshold)
     rows, ranks, started = [], [], time.perf_counter()
     for image, label in degraded_frames(options, folder, indices, f"eval {options.degrade}"):
         frame_rows, rank = score_frame(backend, image, label, options.dataset, cfg, options.prompts)
@@ -193,6 +194,7 @@ def evaluate_segments(
         "adapter": options.adapter,
         "prompts": options.prompts,
         "clip_to_box": cfg.clip_to_box and options.prompts == "box",
+        "box_mask_threshold": cfg.box_mask_threshold,
         "degrade": options.degrade,
         "severities": list(options.severities),
         "seed": options.seed,

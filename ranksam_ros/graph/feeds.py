@@ -24,6 +24,7 @@ def model_info(manifest: dict, engine: str) -> ModelInfo:
         prompt_predictor=names.PROMPT_PREDICTOR in manifest["graphs"],
         semantic_head=names.SEMANTIC in manifest["graphs"][names.ENCODER]["outputs"],
         tasks=tuple(manifest["graphs"].get(names.TASKS, {}).get("tasks", ())),
+        box_mask_threshold=manifest.get("calibration", {}).get("box_mask_threshold"),
     )
 
 

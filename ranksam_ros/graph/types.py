@@ -21,6 +21,8 @@ class ModelInfo:
         prompt_predictor: The model proposes point prompts (``predict_prompts`` works).
         semantic_head: Encoding also gives class probabilities (``Encoded.semantic``).
         tasks: Dense tasks ``predict_tasks`` computes (loaded on request).
+        box_mask_threshold: The model's calibrated logit cut of box-prompted masks (its
+            model card's ``calibration``), or None: the pipeline's default applies.
     """
 
     model_id: str
@@ -32,6 +34,7 @@ class ModelInfo:
     prompt_predictor: bool = False
     semantic_head: bool = False
     tasks: tuple[str, ...] = ()
+    box_mask_threshold: float | None = None
     extras: dict = field(default_factory=dict)
 
 

@@ -58,6 +58,9 @@ class RankSam(nn.Module):
         self.model_id = model_id
         self.adapter_cfg: AdapterConfig | None = None
         self.prompt_predictor: nn.Module | None = None
+        # Pipeline settings calibrated for this model (its model card's "calibration",
+        # e.g. box_mask_threshold); empty for a bare checkpoint.
+        self.calibration: dict[str, float] = {}
         self.detail_head: DetailHead | None = (
             build_detail_head(sam.mask_decoder) if arch.detail_head else None
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 from ranksam_ros.adapters.io import load_adapters
@@ -26,6 +28,7 @@ from ranksam_ros.modeling.ranksam import RankSam
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 MODEL_FILE = "model.safetensors"
+MODEL_CARD = "model.json"
 HEAD_NAMES = ("detail_head", "semantic_head")  # modules beside SAM in a model file
 ADAPTER_DIR = "adapters"
 
@@ -111,6 +114,7 @@ def build_model(
     if model_dir is not None:
         model = _load_checkpoint_file(model_dir / MODEL_FILE)
         model.model_id = model_dir.name
+        model.calibration = read_calibration(model_dir)
     elif name_or_path in ARCH_PRESETS:
         arch = arch_preset(name_or_path)
         sam = build_sam(arch)
@@ -131,6 +135,36 @@ def build_model(
         _attach_adapter(model, adapter, model_dir)
     _attach_prompt_predictor(model, model_dir)
     return model.eval()
+
+
+CALIBRATED_KEYS = ("box_mask_threshold",)
+
+
+def read_calibration(model_dir: Path) -> dict[str, float]:
+    """Pipeline settings calibrated for a model directory's model (``model.json``).
+
+    Raises:
+        ValueError: the card is not JSON, or its ``calibration`` holds an unknown key or a
+            value that is not a finite number.
+    """
+    card_path = model_dir / MODEL_CARD
+    if not card_path.is_file():
+        return {}
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{card_path}: not JSON ({exc})") from None
+    calibration = card.get("calibration") or {}
+    values = {}
+    for key, value in calibration.items():
+        if key == "source":  # how it was measured, for people
+            continue
+        if key not in CALIBRATED_KEYS:
+            raise ValueError(f"{card_path}: calibration.{key} is not one of {CALIBRATED_KEYS}")
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{card_path}: calibration.{key} must be a finite number")
+        values[key] = float(value)
+    return values
 
 
 def _attach_adapter(model: RankSam, spec: str, model_dir: Path | None) -> None:

@@ -72,7 +72,7 @@ class Pipeline:
 
     def __init__(self, backend: Backend, cfg: PipelineConfig | None = None) -> None:
         self.backend = backend
-        self.cfg = cfg or PipelineConfig()
+        self.cfg = (cfg or PipelineConfig()).for_model(backend.info.box_mask_threshold)
         self.class_names = tuple(backend.info.class_names)
         # Panoptic output needs a dense class map: models without a semantic head give
         # instances of every class as before.

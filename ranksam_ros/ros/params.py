@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from typing import Any
 
@@ -84,6 +85,8 @@ def parameter_type(tp: Any) -> int:
     """The ROS parameter type of a config annotation."""
     if typing.get_origin(tp) in (tuple, list):
         return _ARRAY_TYPES[typing.get_args(tp)[0]]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):  # X | None: unset allowed
+        (tp,) = [arg for arg in typing.get_args(tp) if arg is not type(None)]
     return _SCALAR_TYPES[tp]
 
 
@@ -100,7 +103,9 @@ def declare_parameters(node, defaults: NodeConfig | None = None) -> None:
             # A YAML `2` for a double would otherwise be refused; the typed loader checks it.
             dynamic_typing=ptype == ParameterType.PARAMETER_DOUBLE,
         )
-        if isinstance(value, (list, tuple)) and not value:
+        if value is None and descriptor.dynamic_typing:
+            pass  # an unset optional number: declared NOT_SET, read back as None
+        elif value is None or (isinstance(value, (list, tuple)) and not value):
             # rclpy would type an empty list as a byte array; declare the array type instead.
             value = Parameter.Type(ptype)
         elif isinstance(value, (list, tuple)):
@@ -147,7 +152,7 @@ def config_from_values(values: dict[str, Any]) -> NodeConfig:
     """Dotted name -> value mapping (from ROS) to a validated :class:`NodeConfig`."""
     data: dict[str, Any] = {}
     for name, value in values.items():
-        if value is None:  # an array parameter declared empty and never set: keep the default
+        if value is None:  # declared empty or unset and never set: keep the default
             continue
         set_dotted(data, name, list(value) if isinstance(value, (list, tuple)) else value)
     return from_dict(NodeConfig, data)

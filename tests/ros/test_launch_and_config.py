@@ -47,3 +47,21 @@ def test_launch_file_builds_a_description():
     description = module.generate_launch_description()
     names = {a.name for a in description.get_launch_arguments()}
     assert names == set(_launch_arguments())
+
+
+def test_an_unset_optional_parameter_reads_back_unset_and_takes_a_number(ros_context):
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from ranksam_ros.ros.params import declare_parameters, read_config
+
+    node = Node("optional_params", context=ros_context)
+    try:
+        declare_parameters(node)
+        # unset: the model's calibrated box cut applies (PipelineConfig.for_model)
+        assert read_config(node).pipeline.box_mask_threshold is None
+        results = node.set_parameters([Parameter("pipeline.box_mask_threshold", value=-2)])
+        assert results[0].successful
+        assert read_config(node).pipeline.box_mask_threshold == -2.0
+    finally:
+        node.destroy_node()
