@@ -35,6 +35,12 @@ SETS = {
     "LoRA-STL": "multitask_separate",
     "LoRA-HPS": "multitask_shared",
 }
+# Variants scored when their run exists (left out of the table otherwise).
+OPTIONAL_SETS = {
+    # The shipped set has task rank 3 (one per task, chosen on the held-out sequence); the
+    # rank-2 run it replaced, with --set adapter.rank_task=2:
+    "TA-LoRA (tucker), task rank 2": "multitask_tucker_rt2",
+}
 BASELINE = "LoRA-STL"
 HELD_OUT = ("0006R0",)
 TASKS = ("semantic", "boundary", "centre")
@@ -53,11 +59,11 @@ def run_dir(runs: Path, name: str, seed: int) -> Path:
 def evaluate_seed(args, seed: int, splits: dict, dataset: DataConfig) -> dict:
     """Every set of one seed scored on every split, with Δm against that seed's STL."""
     results = {}
-    for label, name in SETS.items():
-        model = load_multitask(
-            run_dir(Path(args.runs), name, seed) / "multitask.safetensors",
-            build_model(args.foundation),
-        )
+    for label, name in {**SETS, **OPTIONAL_SETS}.items():
+        path = run_dir(Path(args.runs), name, seed) / "multitask.safetensors"
+        if label in OPTIONAL_SETS and not path.is_file():
+            continue
+        model = load_multitask(path, build_model(args.foundation))
         entry = {"adapter_parameters": adapter_parameters(model), "sharing": model.adapter.sharing}
         for split, folder in splits.items():
             indices = frame_indices(len(folder), args.stride, args.limit)
@@ -86,8 +92,8 @@ def table(per_seed: dict[int, dict], split_names: list[str]) -> list[str]:
         + " | Δm per seed (held-out) | ms per frame |",
         "|---|---|" + "---|" * len(split_names) + "---|---|",
     ]
-    for label in SETS:
-        entries = [per_seed[seed][label] for seed in seeds]
+    for label in [name for name in (*SETS, *OPTIONAL_SETS) if name in per_seed[seeds[0]]]:
+        entries = [per_seed[seed][label] for seed in seeds if label in per_seed[seed]]
         cells = []
         for split in split_names:
             mean = {t: np.mean([e[split]["scores"][t] for e in entries]) for t in TASKS}

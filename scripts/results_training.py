@@ -1,5 +1,5 @@
 """Write the training-time section of docs/benchmarks.md from the runs of
-scripts/build_camvid_tiny.sh (reads each run's config.yaml and log.jsonl).
+scripts/build_camvid_conv.sh (reads each run's config.yaml and log.jsonl).
 
     python scripts/results_training.py --runs runs
 """
@@ -69,7 +69,7 @@ def main() -> None:
             f"{info['s_per_step']:.2f} | {info['images_per_s']:.1f} |"
         )
     body = (
-        f"Training of the shipped model by `scripts/build_camvid_tiny.sh` on {machine_description()} "
+        f"Training of the shipped model by `scripts/build_camvid_conv.sh` on {machine_description()} "
         "(the foundation under `torchrun --nproc_per_node 2`, DDP over gloo). For the shipped model the "
         "later stages ran two at a time, one thread each (`--set threads=1`), and some were killed "
         "and resumed from their last checkpoint; wall time counts training steps only (data loading "

@@ -361,7 +361,7 @@ def _finish(live: _Live, per_rate, custom, meta, values, cfg, search) -> dict:
         "input_reliability": live.bench.input_reliability,
         "output_topic": opts.output_topic,
         "stamps_rewritten": True,
-        "fastdds_profile": os.environ.get(PROFILE_ENV),
+        "fastdds_profile": _shown_path(os.environ.get(PROFILE_ENV)),
         "node_log": str(live.proc.log_path) if live.proc else None,
         "search_settings": {
             "enabled": opts.search,
@@ -384,3 +384,13 @@ def _finish(live: _Live, per_rate, custom, meta, values, cfg, search) -> dict:
         if opts.json:
             write_report(opts.json, report)
     return report
+
+
+def _shown_path(path: str | None) -> str | None:
+    """``path`` relative to the working directory when inside it (reports name no machine)."""
+    if not path:
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path
