@@ -141,7 +141,7 @@ def table(rows: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data", required=True, help="CamVid val folder (images/, labels/)")
-    parser.add_argument("--model", default="camvid-tiny")
+    parser.add_argument("--model", default="camvid-conv")
     parser.add_argument("--adapter", default="gated", help="the node's default")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="first N frames (0 = all)")
@@ -186,7 +186,7 @@ def main() -> None:
         f"class-agnostic, distance 1 - mask IoU. Tracking time is the "
         f"`Tracker.update` call per frame (the pipeline itself took "
         f"{report['pipeline_ms_mean']:.0f} ms per frame here). Command: `{command}` "
-        f"({minutes:.1f} min on {report['machine']}, with a training run sharing the cores). "
+        f"({minutes:.1f} min on {report['machine']}). "
         f"The numbers belong to the shipped model: regenerate them when it changes.\n\n"
         + "\n\n".join(
             f"{heading}:\n\n{table(report['protocols'][key])}"
