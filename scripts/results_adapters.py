@@ -174,7 +174,7 @@ def main() -> None:
         option += " --severities " + ",".join(map(str, severities))
     if args.limit:
         option += f" --limit {args.limit}"
-    if args.model != "camvid-tiny":
+    if args.model != parser.get_default("model"):
         option = f" --model {args.model}" + option
     if args.adapters != ADAPTERS:
         option += " --adapters " + ",".join(args.adapters)

@@ -203,6 +203,9 @@ def test_a_model_cards_calibrated_box_cut_reaches_the_pipeline(tmp_path, micro_m
     assert Pipeline(backend).cfg.box_mask_threshold == -3.5
     chosen = PipelineConfig(box_mask_threshold=-1.0)  # the user's choice wins
     assert Pipeline(backend, chosen).cfg.box_mask_threshold == -1.0
+    pipeline = Pipeline(backend, chosen)
+    pipeline.cfg = PipelineConfig()  # swapped later, as the node does on a parameter change
+    assert pipeline.cfg.box_mask_threshold == -3.5
 
 
 @pytest.mark.parametrize(

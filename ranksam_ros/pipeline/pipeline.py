@@ -72,13 +72,29 @@ class Pipeline:
 
     def __init__(self, backend: Backend, cfg: PipelineConfig | None = None) -> None:
         self.backend = backend
-        self.cfg = (cfg or PipelineConfig()).for_model(backend.info.box_mask_threshold)
         self.class_names = tuple(backend.info.class_names)
+        self.cfg = cfg or PipelineConfig()
+
+    @property
+    def cfg(self) -> PipelineConfig:
+        return self._cfg
+
+    @cfg.setter
+    def cfg(self, cfg: PipelineConfig) -> None:
+        """Settings for the next frame (the node swaps them on a parameter change).
+
+        An unset box cut becomes the model's own, and what the settings decide (panoptic or
+        not, which classes are things) follows them, whether set here or later.
+        """
+        info = self.backend.info
+        self._cfg = cfg.for_model(info.box_mask_threshold)
         # Panoptic output needs a dense class map: models without a semantic head give
         # instances of every class as before.
-        self.panoptic = self.cfg.mode == "panoptic" and backend.info.semantic_head
+        self.panoptic = self._cfg.mode == "panoptic" and info.semantic_head
         self.things = (
-            panoptic.thing_mask(self.class_names, self.cfg.thing_classes) if self.panoptic else None
+            panoptic.thing_mask(self.class_names, self._cfg.thing_classes)
+            if self.panoptic
+            else None
         )
 
     def __call__(self, image: np.ndarray, prompts: PromptSet | None = None) -> Segmentation:
