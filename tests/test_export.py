@@ -252,6 +252,51 @@ def test_int8_gate_of_a_semantic_model_checks_its_class_map(conv_export, tmp_pat
     assert np.mean(np.argmax(a.semantic[0], 0) == np.argmax(b.semantic[0], 0)) > 0.9
 
 
+def test_gated_int8_quantises_the_adapted_linears_and_keeps_gates_fp32(
+    conv_export, tmp_path, monkeypatch
+):
+    import onnx
+
+    from ranksam_ros.deploy import quantize
+
+    monkeypatch.setattr(quantize, "MIN_MASK_IOU", 0.0)
+    monkeypatch.setattr(quantize, "MIN_CLASS_AGREEMENT", 0.0)
+    out = tmp_path / "gated-int8"
+    export_model(str(conv_export / "model"), out, adapter="gated", precision="int8")
+    assert not (out / quantize.INT8_SOURCE).exists()  # the quantiser's source is removed
+    graph = onnx.load(str(out / "encoder_int8.onnx")).graph
+    integer = [
+        n.name for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")
+    ]
+    # Every adapted linear's frozen weight is int8 (the folded form would leave them fp32) ...
+    assert sum("/base/" in name for name in integer) == 2 * 2  # 2 ConvNeXt blocks x 2 linears
+    # ... while no gate branch is quantised, so int8 noise cannot flip a gate.
+    assert not [name for name in integer if "/gated_gate/" in name]
+    fp32 = OnnxBackend(out, threads=2)
+    int8 = OnnxBackend(out, threads=2, int8=True)
+    image = np.random.default_rng(5).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    a, b = int8.encode(image), fp32.encode(image)
+    assert not np.array_equal(a.embedding, b.embedding)
+    np.testing.assert_array_equal(a.layer_ranks, b.layer_ranks)
+
+
+def test_exporting_leaves_the_model_in_eval_mode(tmp_path):
+    from ranksam_ros.deploy.export import _export
+    from ranksam_ros.modeling.export_wrappers import EncoderGraph, io_names
+
+    model = build_model("micro-conv").eval()
+    _export(
+        EncoderGraph(model),
+        (torch.zeros(1, 3, 64, 64),),
+        tmp_path / "e.onnx",
+        io_names(model)["encoder"],
+        17,
+    )
+    # A fresh wrapper is in training mode and the exporter restores it: BatchNorm statistics
+    # would then move on the next forward pass (a second export of the encoder differed).
+    assert not any(module.training for module in model.modules())
+
+
 def test_pipeline_names_masks_with_the_semantic_head(conv_export):
     backend = TorchBackend(build_model(str(conv_export / "model")))
     pipeline = Pipeline(backend, PipelineConfig(prompts=PromptConfig(threshold=0.0)))

@@ -11,6 +11,8 @@ cannot be folded into ``W`` unless the gates are fixed.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -100,6 +102,7 @@ class GatedRankLinear(AdapterLayer):
         nn.init.kaiming_uniform_(self.gated_A, a=math.sqrt(5))
         self.gates: torch.Tensor | None = None
         self.fixed_gates: torch.Tensor | None = None
+        self.fold_single_image = True
 
     @classmethod
     def from_config(cls, base: nn.Linear, cfg: GatedRankConfig) -> GatedRankLinear:
@@ -132,10 +135,11 @@ class GatedRankLinear(AdapterLayer):
 
         For a single image the open components are folded into the weight first
         (``W + s B diag(g) A``, an ``out x R x in`` product): one matmul over the tokens
-        instead of three plus a full-size add, which keeps the exported graph's overhead
-        over the frozen encoder small. Batches use the per-image low-rank path.
+        instead of three plus a full-size add, which keeps the exported fp32 graph's overhead
+        over the frozen encoder small. Batches, and graphs exported for int8 (see
+        :func:`per_token_form`), use the per-token low-rank path.
         """
-        if self.enabled and not self.merged:
+        if self.enabled and not self.merged and self.fold_single_image:
             gates = self._current_gates(x)
             if gates.shape[0] == 1:
                 weight = self.base.weight + self.delta_weight(MergeSelection(gates[0]))
@@ -164,6 +168,26 @@ class GatedRankLinear(AdapterLayer):
         if gates.numel() != self.rank:
             raise ValueError(f"fixed_gates needs {self.rank} values, got {gates.numel()}")
         return (self.gated_B * gates) @ self.gated_A * self.scale
+
+
+@contextmanager
+def per_token_form(module: nn.Module) -> Iterator[int]:
+    """Run ``module``'s gated layers in the per-token form (``W x + s B (g ⊙ A x)``) inside.
+
+    Folding the gates into ``W`` makes the weight of every adapted matmul depend on the image,
+    so a dynamic int8 quantiser cannot touch those matmuls (they stay fp32 ``Gemm``); the
+    per-token form keeps ``W`` constant and quantisable and adds two rank-R matmuls. Yields
+    the number of gated layers switched (0: nothing to do).
+    """
+    layers = [m for m in module.modules() if isinstance(m, GatedRankLinear)]
+    before = [layer.fold_single_image for layer in layers]
+    for layer in layers:
+        layer.fold_single_image = False
+    try:
+        yield len(layers)
+    finally:
+        for layer, fold in zip(layers, before):
+            layer.fold_single_image = fold
 
 
 class BlockGate(nn.Module):

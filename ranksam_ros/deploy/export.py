@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx
 import torch
 
+from ranksam_ros.adapters.gated_rank import per_token_form
 from ranksam_ros.adapters.inject import merge_and_unload
 from ranksam_ros.adapters.registry import kind_of
 from ranksam_ros.config import EXPORT_OPSET, EXPORT_PRECISIONS
@@ -40,6 +41,10 @@ def _export(
     opset: int,
     dynamic=None,
 ) -> None:
+    # The exporter restores the wrapper's own mode afterwards, and a new wrapper is in training
+    # mode: without this the wrapped model would leave here training (BatchNorm statistics
+    # updated by the next forward pass, Gumbel noise in the gates).
+    module.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints in SAM's code
         torch.onnx.export(
@@ -177,9 +182,15 @@ def _export_all(
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
     }
     if precision == "int8":
-        from ranksam_ros.deploy.quantize import quantize_encoder
+        from ranksam_ros.deploy.quantize import INT8_SOURCE, quantize_encoder
 
-        manifest["int8"] = quantize_encoder(out, manifest)
+        # The quantiser's source: same maths, but gated layers keep constant int8-able weights
+        # (per-token form); fp32 runs the folded form in encoder.onnx, faster there.
+        with per_token_form(model) as switched:
+            source = out / (INT8_SOURCE if switched else "encoder.onnx")
+            if switched:
+                _export(EncoderGraph(model), (image,), source, names["encoder"], opset)
+        manifest["int8"] = quantize_encoder(out, manifest, source)
         if manifest["int8"]["accepted"]:
             graphs["encoder_int8"] = {
                 "file": "encoder_int8.onnx",

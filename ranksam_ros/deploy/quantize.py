@@ -21,6 +21,8 @@ MIN_MASK_IOU = 0.95
 MIN_CLASS_AGREEMENT = 0.98
 PARITY_FRAMES = 3
 PARITY_BOXES = 16
+# An encoder graph written only to be quantised (removed afterwards), see export.
+INT8_SOURCE = "encoder_int8_source.onnx"
 
 
 def _sessions(out: Path, manifest: dict):
@@ -105,23 +107,46 @@ def _class_agreement(probs32: np.ndarray, probs8: np.ndarray, geometry) -> float
     return float(np.mean(classes[0] == classes[1]))
 
 
-def quantize_encoder(out: Path, manifest: dict) -> dict:
-    """Write ``encoder_int8.onnx`` and return its parity record (``accepted`` flag included)."""
+def _gate_branches(model) -> list[str]:
+    """Nodes of the gate branches (pooling to threshold), which the quantiser must leave fp32.
+
+    A gate logit near 0 must not flip sign, or the int8 encoder switches other rank-1
+    components than the fp32 one and the two part ways.
+    """
+    from ranksam_ros.deploy.onnx_graph import fp32_nodes
+
+    gates = [name for name, why in fp32_nodes(model).items() if why == "gate"]
+    # The quantiser first rewrites every Gemm as MatMul + Add, naming the MatMul "<gemm>_MatMul".
+    return gates + [f"{name}_MatMul" for name in gates]
+
+
+def quantize_encoder(out: Path, manifest: dict, source: Path | None = None) -> dict:
+    """Write ``encoder_int8.onnx`` and return its parity record (``accepted`` flag included).
+
+    Args:
+        out: Export directory holding ``encoder.onnx`` (the fp32 reference of the parity gate).
+        manifest: The export manifest being written.
+        source: Graph to quantise (default ``encoder.onnx``); an :data:`INT8_SOURCE` file
+            is deleted once quantised.
+    """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Only the big MatMuls: the gate MLPs (Gemm on pooled tokens) stay fp32 so a quantisation
-    # error cannot flip a gate, and ORT's Gemm rewrite clashes with their recorded shapes.
-    model = _untangle(onnx.load(str(out / "encoder.onnx")))
-    source = out / "encoder_for_int8.onnx"
-    onnx.save(model, str(source))
+    # MatMuls outside the gate branches; ORT's Gemm rewrite clashes with recorded shapes.
+    source = Path(source) if source is not None else out / "encoder.onnx"
+    untangled = out / "encoder_for_int8.onnx"
+    model = _untangle(onnx.load(str(source)))
+    onnx.save(model, str(untangled))
     quantize_dynamic(
-        str(source),
+        str(untangled),
         str(out / "encoder_int8.onnx"),
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul"],
+        nodes_to_exclude=_gate_branches(model),
     )
-    source.unlink()
+    untangled.unlink()
+    if source.name == INT8_SOURCE:
+        source.unlink()
     fp32, int8, decoder = _sessions(out, manifest)
     decoder_inputs = [i.name for i in decoder.get_inputs()]
     cosines, ious, agreements = [], [], []
