@@ -1,12 +1,14 @@
 """Export benchmark: ONNX Runtime parity with PyTorch and encoder speed, side by side in one run.
 
     python scripts/bench_export.py --data ../shared/data/camvid/val          # camvid-tiny
+    python scripts/bench_export.py --data ../shared/data/camvid/val --model camvid-conv
     python scripts/bench_export.py --vit-b                                     # vit_b, random weights
 
-Parity (camvid-tiny + gated on val): embedding relative error, per-prompt mask IoU and box
-mIoU of torch vs ORT fp32. Speed (2 threads, interleaved runs, median): torch eager vs ORT fp32
-vs ORT int8 encoders, and the gated-adapter overhead over the frozen encoder under ORT. Writes
-docs/results/bench_export*.json and the `export` section of docs/benchmarks.md.
+Parity (model + gated on val): embedding relative error, per-prompt mask IoU and box mIoU of
+torch vs ORT fp32. Speed (2 threads, interleaved runs, median): torch eager vs ORT fp32 vs ORT
+int8 encoders, and the gated-adapter overhead over the frozen encoder under ORT in fp32 and in
+int8. Writes docs/results/bench_export*.json and the matching section of docs/benchmarks.md
+(``bench_export`` for camvid-tiny, ``bench_export_<model>`` for another model).
 """
 
 from __future__ import annotations
@@ -90,13 +92,14 @@ def parity(model: str, adapter: str, export_dir: Path, data: str, limit: int) ->
 
 
 def encoder_speed(model: str, adapter: str, frozen_dir: Path, gated_dir: Path, runs: int) -> dict:
-    """Interleaved encoder timings: torch eager, ORT fp32 (frozen, gated), ORT int8 (gated)."""
+    """Interleaved encoder timings: torch eager, ORT fp32 and int8, each frozen and gated."""
     torch_backend = TorchBackend(build_model(model, adapter=adapter), threads=THREADS)
     frozen = OnnxBackend(frozen_dir, threads=THREADS)
     gated = OnnxBackend(gated_dir, threads=THREADS)
     calls = {"torch_eager": torch_backend, "ort_fp32_frozen": frozen, "ort_fp32_gated": gated}
-    if "encoder_int8" in gated.manifest["graphs"]:
-        calls["ort_int8_gated"] = OnnxBackend(gated_dir, threads=THREADS, int8=True)
+    for name, backend in (("ort_int8_frozen", frozen), ("ort_int8_gated", gated)):
+        if "encoder_int8" in backend.manifest["graphs"]:
+            calls[name] = OnnxBackend(backend.export_dir, threads=THREADS, int8=True)
     size = torch_backend.info.input_size
     image = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
     timings = interleaved({k: (lambda b=b: b.encode(image)) for k, b in calls.items()}, runs=runs)
@@ -108,6 +111,10 @@ def encoder_speed(model: str, adapter: str, frozen_dir: Path, gated_dir: Path, r
     }
     if "ort_int8_gated" in med:
         out["ratios"]["int8_vs_fp32"] = med["ort_fp32_gated"] / med["ort_int8_gated"]
+    if "ort_int8_gated" in med and "ort_int8_frozen" in med:
+        out["ratios"]["gated_overhead_ort_int8"] = (
+            med["ort_int8_gated"] / med["ort_int8_frozen"] - 1.0
+        )
     out["int8_parity"] = gated.manifest.get("int8")
     return out
 
@@ -152,16 +159,23 @@ def main() -> None:
                 f"{args.model} + {args.adapter}",
                 args.runs,
             )
-        export_model(model, tmp / "frozen", adapter="none")
+        export_model(model, tmp / "frozen", adapter="none", precision="int8")
         export_model(model, tmp / "gated", adapter=adapter, precision="int8")
         report = {"model": name, "machine": machine_description(), "threads": THREADS}
         report["speed"] = encoder_speed(model, adapter, tmp / "frozen", tmp / "gated", runs)
         if args.data and not args.vit_b:
             report["parity"] = parity(model, adapter, tmp / "gated", args.data, args.limit)
-    key = "bench_export_vit_b" if args.vit_b else "bench_export"
+    key = section_key(args)
     write_json(Path(args.docs) / "results" / f"{key}.json", report)
     update_section(Path(args.docs) / "benchmarks.md", key, render(report, args))
     print(render(report, args))
+
+
+def section_key(args: argparse.Namespace) -> str:
+    """Name of the report's JSON file and docs section."""
+    if args.vit_b:
+        return "bench_export_vit_b"
+    return "bench_export" if args.model == "camvid-tiny" else f"bench_export_{args.model}"
 
 
 def render(report: dict, args: argparse.Namespace) -> str:
@@ -170,12 +184,19 @@ def render(report: dict, args: argparse.Namespace) -> str:
         f"**{report['model']}** — {report['machine']}, {report['threads']} threads, median of "
         f"{speed['torch_eager']['runs']} interleaved runs after 2 warm-ups. Command: "
         f"`python scripts/bench_export.py {'--vit-b' if args.vit_b else '--data <camvid>/val'}"
+        f"{'' if args.vit_b or args.model == 'camvid-tiny' else f' --model {args.model}'}"
         f"{'' if args.runs == DEFAULT_RUNS else f' --runs {args.runs}'}`.",
         "",
         "| encoder | median ms | min ms | CPU/wall |",
         "|---|---|---|---|",
     ]
-    for name in ("torch_eager", "ort_fp32_frozen", "ort_fp32_gated", "ort_int8_gated"):
+    for name in (
+        "torch_eager",
+        "ort_fp32_frozen",
+        "ort_fp32_gated",
+        "ort_int8_frozen",
+        "ort_int8_gated",
+    ):
         if name in speed:
             t = speed[name]
             lines.append(
@@ -189,6 +210,9 @@ def render(report: dict, args: argparse.Namespace) -> str:
     lines.append(
         f"- gated-adapter overhead under ORT: **{100 * ratios['gated_overhead_ort']:+.1f}%** (target <= 5%)"
     )
+    if "gated_overhead_ort_int8" in ratios:
+        overhead = 100 * ratios["gated_overhead_ort_int8"]
+        lines.append(f"- gated-adapter overhead under ORT int8: **{overhead:+.1f}%**")
     if "int8_vs_fp32" in ratios:
         lines.append(f"- ORT int8 vs fp32: **{ratios['int8_vs_fp32']:.2f}x** (target >= 1.4x)")
     if speed.get("int8_parity"):

@@ -11,6 +11,8 @@ docs/results.md and docs/results/multitask.json.
 With several seeds each set is trained once per seed (``--set seed=K --out
 runs/multitask_<sharing>_sK``; seed 0 is the plain run name) and Δm is taken against STL of
 the same seed, so the table shows whether the sets differ by more than a reseed moves them.
+``--recorded K`` takes seed K's scores from docs/results/multitask.json as an earlier run of
+this script wrote them (its training runs need not be on disk any more).
 """
 
 from __future__ import annotations
@@ -77,6 +79,24 @@ def evaluate_seed(args, seed: int, splits: dict, dataset: DataConfig) -> dict:
     return results
 
 
+def recorded_seeds(path: Path, seeds: str) -> dict[int, dict]:
+    """Scores of ``seeds`` (comma-separated) as recorded in ``path``; {} for none.
+
+    Raises:
+        ValueError: a seed the file does not hold.
+    """
+    if not seeds:
+        return {}
+    import json
+
+    per_seed = json.loads(path.read_text())["per_seed"] if path.is_file() else {}
+    wanted = [int(s) for s in seeds.split(",")]
+    missing = [seed for seed in wanted if str(seed) not in per_seed]
+    if missing:
+        raise ValueError(f"--recorded {seeds}: {path} holds no scores of seed(s) {missing}")
+    return {seed: per_seed[str(seed)] for seed in wanted}
+
+
 def spread(values: list[float]) -> str:
     """``mean`` for one seed, ``mean ± sample std`` for several."""
     mean = f"{np.mean(values):+.2f}"
@@ -122,6 +142,11 @@ def main() -> None:
     parser.add_argument(
         "--seeds", default="0", help="comma-separated seeds (K > 0 reads <run>_sK directories)"
     )
+    parser.add_argument(
+        "--recorded",
+        default="",
+        help="comma-separated seeds whose scores are read from results/multitask.json",
+    )
     parser.add_argument("--docs", default=str(ROOT / "docs"))
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -130,24 +155,33 @@ def main() -> None:
         "held-out 0006R0": SegmentationFolder(Path(args.data) / "train", sequences=HELD_OUT),
         "val": SegmentationFolder(Path(args.data) / "val"),
     }
-    seeds = sorted({int(s) for s in args.seeds.split(",")})
-    per_seed = {seed: evaluate_seed(args, seed, splits, dataset) for seed in seeds}
     docs = Path(args.docs)
+    recorded = recorded_seeds(docs / "results" / "multitask.json", args.recorded)
+    seeds = sorted({int(s) for s in args.seeds.split(",")} | set(recorded))
+    per_seed = {
+        seed: recorded[seed] if seed in recorded else evaluate_seed(args, seed, splits, dataset)
+        for seed in seeds
+    }
     write_json(
         docs / "results" / "multitask.json",
         {"seeds": seeds, "per_seed": {str(k): v for k, v in per_seed.items()}},
     )
     rows = table(per_seed, list(splits))
+    command = (
+        "python scripts/results_multitask.py --data <camvid> --runs runs --foundation <model> "
+        f"--stride {args.stride} --seeds {','.join(map(str, seeds))}"
+    )
+    note = f"one frame in {args.stride} of each split"
+    if recorded:
+        command += f" --recorded {args.recorded}"
+        note = f"seed(s) {args.recorded} as an earlier run of the script recorded them; {note}"
     body = (
         f"Multi-task adapter sets on `{args.foundation}` (frozen), one head per task, each "
         "trained with `config/train/multitask.yaml` for the same steps (`--set "
         "adapter.sharing=tucker|separate|shared --set seed=K`), seeds "
         f"{', '.join(map(str, seeds))}; scores are means over seeds, Δm against LoRA-STL of "
         f"the same seed (mean ± std over seeds); torch, 2 threads, {machine_description()}. "
-        f"Command: `python scripts/results_multitask.py --data <camvid> --runs runs "
-        f"--foundation <model> --stride {args.stride} --seeds {','.join(map(str, seeds))}` "
-        f"(one frame in "
-        f"{args.stride} of each split).\n\n" + "\n".join(rows) + "\n"
+        f"Command: `{command}` ({note}).\n\n" + "\n".join(rows) + "\n"
     )
     update_section(docs / "results.md", "multitask", body)
     print(body)
