@@ -13,6 +13,7 @@ from ranksam_ros.adapters.gated_rank import (
     GatedRankConfig,
     GatedRankLinear,
     gumbel_sigmoid_hard,
+    per_token_form,
 )
 from ranksam_ros.adapters.inject import (
     adapter_layers,
@@ -245,6 +246,24 @@ def test_gated_merge_with_fixed_gates_matches():
         merge_adapters(model)
         merged = model.encode(x)
     assert torch.allclose(fixed, merged, atol=1e-5, rtol=1e-4)
+
+
+def test_per_token_form_computes_what_the_folded_form_does():
+    cfg = CASES["gated"][1]
+    model = build_model("micro")
+    inject_adapters(model.sam.image_encoder, cfg)
+    _randomize_adapters(model)
+    x = _images(1)
+    layers = [layer for _, layer in adapter_layers(model)]
+    with torch.no_grad():
+        folded = model.encode(x)
+        with per_token_form(model) as switched:
+            assert switched == len(layers) and not any(g.fold_single_image for g in layers)
+            per_token = model.encode(x)
+    assert all(layer.fold_single_image for layer in layers)  # restored on the way out
+    assert torch.allclose(folded, per_token, atol=1e-5, rtol=1e-4)
+    with per_token_form(build_model("micro")) as switched:
+        assert switched == 0  # nothing gated, nothing to switch
 
 
 def test_closed_gates_equal_base_exactly():
