@@ -4,7 +4,9 @@ The parity gate decodes box prompts on bundled frames with the fp32 decoder from
 and the int8 embedding; the int8 encoder is accepted when the masks agree (mean IoU >= 0.95)
 and, for a model with a semantic head, when its class maps agree (>= 98% of the cells: the
 panoptic output's stuff and thing regions come from that map).
-Whether it is also *faster* is measured by the benchmark script, not here.
+Whether it is also *faster* is measured by the benchmark script, not here. A gated encoder is
+quantised from its per-token export (frozen weights constant, so quantisable), with its gate
+branches left fp32.
 """
 
 from __future__ import annotations
@@ -120,6 +122,29 @@ def _gate_branches(model) -> list[str]:
     return gates + [f"{name}_MatMul" for name in gates]
 
 
+def _write_int8(source: Path, out: Path) -> None:
+    """Quantise ``source`` into ``out/encoder_int8.onnx``; scratch graphs never stay behind."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    untangled = out / "encoder_for_int8.onnx"
+    try:
+        model = _untangle(onnx.load(str(source)))
+        onnx.save(model, str(untangled))
+        # MatMuls outside the gate branches; ORT's Gemm rewrite clashes with recorded shapes.
+        quantize_dynamic(
+            str(untangled),
+            str(out / "encoder_int8.onnx"),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_exclude=_gate_branches(model),
+        )
+    finally:
+        untangled.unlink(missing_ok=True)
+        if source.name == INT8_SOURCE:
+            source.unlink(missing_ok=True)
+
+
 def quantize_encoder(out: Path, manifest: dict, source: Path | None = None) -> dict:
     """Write ``encoder_int8.onnx`` and return its parity record (``accepted`` flag included).
 
@@ -129,24 +154,7 @@ def quantize_encoder(out: Path, manifest: dict, source: Path | None = None) -> d
         source: Graph to quantise (default ``encoder.onnx``); an :data:`INT8_SOURCE` file
             is deleted once quantised.
     """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    # MatMuls outside the gate branches; ORT's Gemm rewrite clashes with recorded shapes.
-    source = Path(source) if source is not None else out / "encoder.onnx"
-    untangled = out / "encoder_for_int8.onnx"
-    model = _untangle(onnx.load(str(source)))
-    onnx.save(model, str(untangled))
-    quantize_dynamic(
-        str(untangled),
-        str(out / "encoder_int8.onnx"),
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=_gate_branches(model),
-    )
-    untangled.unlink()
-    if source.name == INT8_SOURCE:
-        source.unlink()
+    _write_int8(Path(source) if source is not None else out / "encoder.onnx", out)
     fp32, int8, decoder = _sessions(out, manifest)
     decoder_inputs = [i.name for i in decoder.get_inputs()]
     cosines, ious, agreements = [], [], []
