@@ -175,7 +175,11 @@ def section_key(args: argparse.Namespace) -> str:
     """Name of the report's JSON file and docs section."""
     if args.vit_b:
         return "bench_export_vit_b"
-    return "bench_export" if args.model == "camvid-tiny" else f"bench_export_{args.model}"
+    name = Path(args.model).name  # a model directory or checkpoint path -> its last part
+    suffix = "" if args.adapter == "gated" else f"_{Path(args.adapter).stem}"
+    if name == "camvid-tiny" and not suffix:
+        return "bench_export"
+    return f"bench_export_{name}{suffix}"
 
 
 def render(report: dict, args: argparse.Namespace) -> str:

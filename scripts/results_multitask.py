@@ -79,17 +79,24 @@ def evaluate_seed(args, seed: int, splits: dict, dataset: DataConfig) -> dict:
     return results
 
 
-def recorded_seeds(path: Path, seeds: str) -> dict[int, dict]:
+def recorded_seeds(path: Path, seeds: str, frames: dict) -> dict[int, dict]:
     """Scores of ``seeds`` (comma-separated) as recorded in ``path``; {} for none.
 
     Raises:
-        ValueError: a seed the file does not hold.
+        ValueError: a seed the file does not hold, or scores of other frames (``frames``:
+            this run's ``stride`` and ``limit``).
     """
     if not seeds:
         return {}
     import json
 
-    per_seed = json.loads(path.read_text())["per_seed"] if path.is_file() else {}
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    if recorded.get("frames") != frames:
+        raise ValueError(
+            f"--recorded {seeds}: {path} scored frames {recorded.get('frames')}, this run "
+            f"scores {frames}; mixing them would compare different frames"
+        )
+    per_seed = recorded["per_seed"]
     wanted = [int(s) for s in seeds.split(",")]
     missing = [seed for seed in wanted if str(seed) not in per_seed]
     if missing:
@@ -156,7 +163,8 @@ def main() -> None:
         "val": SegmentationFolder(Path(args.data) / "val"),
     }
     docs = Path(args.docs)
-    recorded = recorded_seeds(docs / "results" / "multitask.json", args.recorded)
+    frames = {"stride": args.stride, "limit": args.limit}
+    recorded = recorded_seeds(docs / "results" / "multitask.json", args.recorded, frames)
     seeds = sorted({int(s) for s in args.seeds.split(",")} | set(recorded))
     per_seed = {
         seed: recorded[seed] if seed in recorded else evaluate_seed(args, seed, splits, dataset)
@@ -164,7 +172,7 @@ def main() -> None:
     }
     write_json(
         docs / "results" / "multitask.json",
-        {"seeds": seeds, "per_seed": {str(k): v for k, v in per_seed.items()}},
+        {"seeds": seeds, "frames": frames, "per_seed": {str(k): v for k, v in per_seed.items()}},
     )
     rows = table(per_seed, list(splits))
     command = (

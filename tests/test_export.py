@@ -168,6 +168,7 @@ def test_int8_encoder_ships_only_when_its_parity_gate_accepts(tmp_path, micro_mo
     )
     with pytest.raises(ValueError, match="rejected by the parity gate"):
         OnnxBackend(tmp_path / "strict", int8=True)
+    assert not (tmp_path / "strict" / "encoder_int8.onnx").exists()  # no rejected graph kept
 
 
 def test_export_fingerprint_follows_the_weights(tmp_path):
@@ -255,14 +256,27 @@ def test_int8_gate_of_a_semantic_model_checks_its_class_map(conv_export, tmp_pat
 def test_gated_int8_quantises_the_adapted_linears_and_keeps_gates_fp32(
     conv_export, tmp_path, monkeypatch
 ):
+    import shutil
+
     import onnx
 
     from ranksam_ros.deploy import quantize
 
     monkeypatch.setattr(quantize, "MIN_MASK_IOU", 0.0)
     monkeypatch.setattr(quantize, "MIN_CLASS_AGREEMENT", 0.0)
+    root = tmp_path / "model"
+    shutil.copytree(conv_export / "model", root)
+    model = build_model(str(root))
+    cfg = GatedRankConfig(rank_low=2, rank_high=2, target_modules=("block.3", "block.5"))
+    inject_adapters(model.sam.image_encoder, cfg)
+    with torch.no_grad():  # a real update; the gate MLPs keep zero weights: open by their bias
+        for name, param in model.sam.image_encoder.named_parameters():
+            if name.endswith(("gated_A", "gated_B")):
+                param.normal_(0, 0.3)
+    save_adapters(root / "adapters" / "gated.safetensors", model.sam.image_encoder, cfg)
     out = tmp_path / "gated-int8"
-    export_model(str(conv_export / "model"), out, adapter="gated", precision="int8")
+    export_model(str(root), out, adapter="gated", precision="int8")
+    export_model(str(root), tmp_path / "frozen", adapter="none")
     assert not (out / quantize.INT8_SOURCE).exists()  # the quantiser's source is removed
     graph = onnx.load(str(out / "encoder_int8.onnx")).graph
     integer = [
@@ -272,12 +286,16 @@ def test_gated_int8_quantises_the_adapted_linears_and_keeps_gates_fp32(
     assert sum("/base/" in name for name in integer) == 2 * 2  # 2 ConvNeXt blocks x 2 linears
     # ... while no gate branch is quantised, so int8 noise cannot flip a gate.
     assert not [name for name in integer if "/gated_gate/" in name]
-    fp32 = OnnxBackend(out, threads=2)
-    int8 = OnnxBackend(out, threads=2, int8=True)
     image = np.random.default_rng(5).normal(size=(1, 3, 64, 64)).astype(np.float32)
-    a, b = int8.encode(image), fp32.encode(image)
-    assert not np.array_equal(a.embedding, b.embedding)
-    np.testing.assert_array_equal(a.layer_ranks, b.layer_ranks)
+    gated = OnnxBackend(out, threads=2).encode(image)
+    int8 = OnnxBackend(out, threads=2, int8=True).encode(image)
+    frozen = OnnxBackend(tmp_path / "frozen", threads=2).encode(image)
+    np.testing.assert_array_equal(int8.layer_ranks, gated.layer_ranks)
+    # The int8 graph carries the adapters' update: far nearer the gated fp32 embedding than
+    # the frozen one is, though not equal to it.
+    quantisation = np.abs(int8.embedding - gated.embedding).mean()
+    update = np.abs(frozen.embedding - gated.embedding).mean()
+    assert 0 < quantisation < 0.25 * update
 
 
 def test_exporting_leaves_the_model_in_eval_mode(tmp_path):

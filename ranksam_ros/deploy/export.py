@@ -189,7 +189,11 @@ def _export_all(
         with per_token_form(model) as switched:
             source = out / (INT8_SOURCE if switched else "encoder.onnx")
             if switched:
-                _export(EncoderGraph(model), (image,), source, names["encoder"], opset)
+                try:
+                    _export(EncoderGraph(model), (image,), source, names["encoder"], opset)
+                except BaseException:
+                    source.unlink(missing_ok=True)  # never a half-written scratch graph
+                    raise
         manifest["int8"] = quantize_encoder(out, manifest, source)
         if manifest["int8"]["accepted"]:
             graphs["encoder_int8"] = {

@@ -191,4 +191,6 @@ def quantize_encoder(out: Path, manifest: dict, source: Path | None = None) -> d
         agreement = float(np.mean(agreements))
         record.update(class_agreement_vs_fp32=agreement, min_class_agreement=MIN_CLASS_AGREEMENT)
         record["accepted"] = record["accepted"] and agreement >= MIN_CLASS_AGREEMENT
+    if not record["accepted"]:
+        (out / "encoder_int8.onnx").unlink()  # nothing may run it: keep no rejected graph
     return record
