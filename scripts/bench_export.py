@@ -189,6 +189,7 @@ def render(report: dict, args: argparse.Namespace) -> str:
         f"{speed['torch_eager']['runs']} interleaved runs after 2 warm-ups. Command: "
         f"`python scripts/bench_export.py {'--vit-b' if args.vit_b else '--data <camvid>/val'}"
         f"{'' if args.vit_b or args.model == 'camvid-tiny' else f' --model {args.model}'}"
+        f"{'' if args.vit_b or args.adapter == 'gated' else f' --adapter {args.adapter}'}"
         f"{'' if args.runs == DEFAULT_RUNS else f' --runs {args.runs}'}`.",
         "",
         "| encoder | median ms | min ms | CPU/wall |",

@@ -17,7 +17,7 @@ from ranksam_ros.backends import create_backend
 from ranksam_ros.backends.onnx_backend import OnnxBackend
 from ranksam_ros.backends.torch_backend import TorchBackend
 from ranksam_ros.config import BackendConfig, PipelineConfig, PromptConfig
-from ranksam_ros.deploy.export import export_model
+from ranksam_ros.deploy.export import INT8_SOURCE, export_model
 from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor, save_prompt_predictor
 from ranksam_ros.modeling.registry import build_model, save_model
@@ -277,7 +277,7 @@ def test_gated_int8_quantises_the_adapted_linears_and_keeps_gates_fp32(
     out = tmp_path / "gated-int8"
     export_model(str(root), out, adapter="gated", precision="int8")
     export_model(str(root), tmp_path / "frozen", adapter="none")
-    assert not (out / quantize.INT8_SOURCE).exists()  # the quantiser's source is removed
+    assert not (out / INT8_SOURCE).exists()  # the quantiser's source is removed
     graph = onnx.load(str(out / "encoder_int8.onnx")).graph
     integer = [
         n.name for n in graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")

@@ -32,6 +32,9 @@ from ranksam_ros.modeling.export_wrappers import (
 from ranksam_ros.modeling.ranksam import RankSam
 from ranksam_ros.modeling.registry import build_model
 
+# An encoder graph written only to be quantised (removed afterwards), see _int8_encoder.
+INT8_SOURCE = "encoder_int8_source.onnx"
+
 
 def _export(
     module: torch.nn.Module,
@@ -120,6 +123,28 @@ def _export_tasks(model_name: str, image: torch.Tensor, out: Path, opset: int) -
     return {"file": "tasks.onnx", **names, "dynamic_axes": {}, "tasks": list(task_model.tasks)}
 
 
+def _int8_encoder(
+    model: RankSam, image: torch.Tensor, out: Path, manifest: dict, opset: int
+) -> dict:
+    """Quantise the encoder into ``encoder_int8.onnx``; its parity record.
+
+    The quantiser's source computes what ``encoder.onnx`` does, but gated layers keep their
+    frozen weights constant and so int8-able (per-token form, a scratch graph removed
+    afterwards); ``encoder.onnx`` keeps the folded form, faster in fp32.
+    """
+    from ranksam_ros.deploy.quantize import quantize_encoder
+
+    with per_token_form(model) as switched:
+        if not switched:
+            return quantize_encoder(out, manifest, out / "encoder.onnx")
+        source = out / INT8_SOURCE
+        try:
+            _export(EncoderGraph(model), (image,), source, io_names(model)["encoder"], opset)
+            return quantize_encoder(out, manifest, source)
+        finally:
+            source.unlink(missing_ok=True)
+
+
 def _export_all(
     model_name: str, out: Path, adapter: str | None, precision: str, opset: int
 ) -> Path:
@@ -182,19 +207,7 @@ def _export_all(
         "versions": {"torch": torch.__version__, "onnx": onnx.__version__},
     }
     if precision == "int8":
-        from ranksam_ros.deploy.quantize import INT8_SOURCE, quantize_encoder
-
-        # The quantiser's source: same maths, but gated layers keep constant int8-able weights
-        # (per-token form); fp32 runs the folded form in encoder.onnx, faster there.
-        with per_token_form(model) as switched:
-            source = out / (INT8_SOURCE if switched else "encoder.onnx")
-            if switched:
-                try:
-                    _export(EncoderGraph(model), (image,), source, names["encoder"], opset)
-                except BaseException:
-                    source.unlink(missing_ok=True)  # never a half-written scratch graph
-                    raise
-        manifest["int8"] = quantize_encoder(out, manifest, source)
+        manifest["int8"] = _int8_encoder(model, image, out, manifest, opset)
         if manifest["int8"]["accepted"]:
             graphs["encoder_int8"] = {
                 "file": "encoder_int8.onnx",

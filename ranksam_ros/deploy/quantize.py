@@ -23,8 +23,6 @@ MIN_MASK_IOU = 0.95
 MIN_CLASS_AGREEMENT = 0.98
 PARITY_FRAMES = 3
 PARITY_BOXES = 16
-# An encoder graph written only to be quantised (removed afterwards), see export.
-INT8_SOURCE = "encoder_int8_source.onnx"
 
 
 def _sessions(out: Path, manifest: dict):
@@ -123,7 +121,7 @@ def _gate_branches(model) -> list[str]:
 
 
 def _write_int8(source: Path, out: Path) -> None:
-    """Quantise ``source`` into ``out/encoder_int8.onnx``; scratch graphs never stay behind."""
+    """Quantise ``source`` into ``out/encoder_int8.onnx``; the untangled copy never stays."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -141,20 +139,17 @@ def _write_int8(source: Path, out: Path) -> None:
         )
     finally:
         untangled.unlink(missing_ok=True)
-        if source.name == INT8_SOURCE:
-            source.unlink(missing_ok=True)
 
 
-def quantize_encoder(out: Path, manifest: dict, source: Path | None = None) -> dict:
+def quantize_encoder(out: Path, manifest: dict, source: Path) -> dict:
     """Write ``encoder_int8.onnx`` and return its parity record (``accepted`` flag included).
 
     Args:
         out: Export directory holding ``encoder.onnx`` (the fp32 reference of the parity gate).
         manifest: The export manifest being written.
-        source: Graph to quantise (default ``encoder.onnx``); an :data:`INT8_SOURCE` file
-            is deleted once quantised.
+        source: Graph to quantise: ``encoder.onnx`` or an export of the same maths.
     """
-    _write_int8(Path(source) if source is not None else out / "encoder.onnx", out)
+    _write_int8(Path(source), out)
     fp32, int8, decoder = _sessions(out, manifest)
     decoder_inputs = [i.name for i in decoder.get_inputs()]
     cosines, ious, agreements = [], [], []
