@@ -51,16 +51,21 @@ done
 
 MODEL=ranksam_ros/models/camvid-conv
 CALIBRATION=docs/results/calibration_conv.json
+SEMANTIC_PRIOR=docs/results/semantic_prior_conv.json
 ADAPTER_RESULTS=docs/results/adapters_conv.json
 package() {
   python scripts/package_model.py --runs "$RUNS" --out "$MODEL" --results "$ADAPTER_RESULTS" "$@"
 }
+calibrated() { package --calibration "$CALIBRATION" --calibration "$SEMANTIC_PRIOR"; }
 stamp "package"
 package
 stamp "the model's own box cut, swept on the held-out sequence"
 python scripts/calibrate_threshold.py --model "$MODEL" --data "$DATA/train" --sequences 0006R0 \
   --stride 4 --large-slack 0.005 --json "$CALIBRATION" --plot docs/figures/calibration_conv.png
-package --calibration "$CALIBRATION"
+stamp "the semantic head's prior correction, chosen on the held-out sequence"
+python scripts/calibrate_semantic_prior.py --model "$MODEL" --data "$DATA" \
+  --json "$SEMANTIC_PRIOR" --plot docs/figures/semantic_prior_conv.png
+calibrated
 [[ "${RESULTS:-1}" == 1 ]] || exit 0   # RESULTS=0: train and package only
 stamp "results"
 python scripts/results_foundation.py --data "$DATA" --models "camvid-conv + gated (default)=$MODEL" \
@@ -68,7 +73,7 @@ python scripts/results_foundation.py --data "$DATA" --models "camvid-conv + gate
 LORAS=$(for rank in ${LORA_RANKS:-8}; do printf ',lora_r%s' "$rank"; done)
 python scripts/results_adapters.py --data "$DATA" --model "$MODEL" --adapters "none$LORAS,gated" \
   --tag conv
-package --calibration "$CALIBRATION"   # re-pick the `lora` alias from the held-out results
+calibrated   # re-pick the `lora` alias from the held-out results
 python scripts/results_multitask.py --data "$DATA" --runs "$RUNS" --foundation "$MODEL" --stride 2
 python scripts/results_prompts.py --data "$DATA/val" --model "$MODEL"
 python scripts/results_training.py --runs "$RUNS"

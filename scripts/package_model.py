@@ -6,7 +6,8 @@ Copies the foundation (its last phase), the prompt predictor, every adapter set 
 r4/r8/r16 and, as `lora`, the best of them: mean box mIoU over the four training
 degradations, read from docs/results/adapters.json when it exists; the PA-SAM decoder set)
 and the TA-LoRA multi-task set; writes model.json, the model card (with `--calibration`, the
-model's own box cut from a held-out sweep of scripts/calibrate_threshold.py).
+model's own box cut and semantic prior correction from held-out sweeps of
+scripts/calibrate_threshold.py and scripts/calibrate_semantic_prior.py).
 """
 
 from __future__ import annotations
@@ -57,13 +58,23 @@ def fits_foundation(multitask: Path, foundation: Path) -> bool:
     return False
 
 
-def calibration_of(sweep_path: Path) -> dict:
-    """The model card's ``calibration``: the swept box cut and how it was chosen."""
-    sweep = json.loads(sweep_path.read_text())
-    return {
-        "box_mask_threshold": sweep["best_box_mask_threshold"],
-        "source": f"{sweep['criterion']}; {sweep.get('data', '')} ({sweep_path.name})",
-    }
+def calibration_of(sweep_paths: list[Path]) -> dict:
+    """The model card's ``calibration`` from calibration sweeps, and how each was chosen.
+
+    A box-cut sweep (scripts/calibrate_threshold.py) gives ``box_mask_threshold``; a
+    semantic prior sweep (scripts/calibrate_semantic_prior.py) ``semantic_logit_offsets``.
+    """
+    calibration, sources = {}, []
+    for path in sweep_paths:
+        sweep = json.loads(path.read_text())
+        if "best_box_mask_threshold" in sweep:
+            calibration["box_mask_threshold"] = sweep["best_box_mask_threshold"]
+        elif "semantic_logit_offsets" in sweep:
+            calibration["semantic_logit_offsets"] = sweep["semantic_logit_offsets"]
+        else:
+            raise ValueError(f"{path}: neither a box-cut nor a semantic prior sweep")
+        sources.append(f"{sweep['criterion']}; {sweep.get('data', '')} ({path.name})")
+    return {**calibration, "source": " | ".join(sources)}
 
 
 def main() -> None:
@@ -73,8 +84,11 @@ def main() -> None:
     parser.add_argument("--results", default=str(ROOT / "docs/results/adapters.json"))
     parser.add_argument(
         "--calibration",
-        default="",
-        help="a box-cut sweep of this model (scripts/calibrate_threshold.py --json) for its card",
+        action="append",
+        default=[],
+        help="a calibration sweep of this model for its card (repeatable): a box cut "
+        "(scripts/calibrate_threshold.py --json) or a semantic prior "
+        "(scripts/calibrate_semantic_prior.py --json)",
     )
     args = parser.parse_args()
     runs, out = Path(args.runs), Path(args.out)
@@ -119,7 +133,7 @@ def main() -> None:
         "see docs/results.md",
     }
     if args.calibration:
-        card["calibration"] = calibration_of(Path(args.calibration))
+        card["calibration"] = calibration_of([Path(p) for p in args.calibration])
     (out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
     print(f"packaged {out} ({size:.1f} MB), lora = {chosen}")

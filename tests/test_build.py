@@ -210,7 +210,17 @@ def test_a_model_cards_calibrated_box_cut_reaches_the_pipeline(tmp_path, micro_m
 
 @pytest.mark.parametrize(
     "calibration, message",
-    [({"box_cut": -1.0}, "calibration.box_cut is not one of"), ({"box_mask_threshold": "x"}, "")],
+    [
+        ({"box_cut": -1.0}, "calibration.box_cut is not one of"),
+        ({"box_mask_threshold": "x"}, ""),
+        ({"semantic_logit_offsets": 0.5}, "calibration.semantic_logit_offsets must be a list"),
+        (
+            {"semantic_logit_offsets": [0.5, float("nan")]},
+            "calibration.semantic_logit_offsets must be",
+        ),
+        # micro has no semantic head: any offsets are for classes it does not have
+        ({"semantic_logit_offsets": [0.5, 1.0]}, "calibration.semantic_logit_offsets has 2 values"),
+    ],
 )
 def test_a_bad_calibration_in_a_model_card_names_the_file(
     tmp_path, micro_model, calibration, message

@@ -320,3 +320,20 @@ def test_panoptic_eval_is_perfect_when_the_pipeline_reproduces_the_labels(tmp_pa
     assert report["pq"] == report["pq_things"] == report["pq_stuff"] == pytest.approx(1.0)
     assert report["miou"] == pytest.approx(1.0) and report["boundary_f1"] == pytest.approx(1.0)
     assert report["prompts_per_image"] == 1.0
+
+
+def test_prior_correction_takes_back_a_class_weighted_heads_bias():
+    from ranksam_ros.eval.prior import prior_offsets, sweep_offsets
+    from ranksam_ros.graph.preprocess import ResizeInfo
+
+    weights = np.array([1.0, 4.0])
+    np.testing.assert_allclose(prior_offsets(weights, 0.5), [0.0, -0.5 * np.log(4.0)])
+    with pytest.raises(ValueError, match="positive and finite"):
+        prior_offsets(np.array([1.0, 0.0]), 1.0)
+    # Every pixel is class 0, but the weighted head's class-1 logit is inflated by log 4 - 0.5:
+    # raw, it predicts class 1 everywhere; fully corrected, class 0 everywhere.
+    logits = np.zeros((2, 8, 8), np.float32)
+    logits[1] = np.log(4.0) - 0.5
+    frame = (logits, ResizeInfo((16, 16), (16, 16), 16), np.zeros((16, 16), np.uint8))
+    ious = sweep_offsets([frame], weights, (0.0, 1.0))
+    assert ious[0.0][0] == 0.0 and ious[1.0][0] == 1.0

@@ -193,6 +193,9 @@ def conv_export(tmp_path_factory):
             param.add_(0.05 * torch.randn_like(param))
     (root / "model" / "adapters").mkdir(parents=True)
     save_model(root / "model" / "model.safetensors", model)
+    offsets = np.linspace(-2.0, 2.0, len(model.arch.semantic_classes)).round(3).tolist()
+    card = {"calibration": {"semantic_logit_offsets": offsets}}
+    (root / "model" / "model.json").write_text(json.dumps(card))
     predictor = build_prompt_predictor(model.arch, model.arch.semantic_classes)
     save_prompt_predictor(root / "model" / "prompt_predictor.safetensors", predictor)
     cfg = GatedRankConfig(rank_low=2, rank_high=2, target_modules=("block.3", "block.5"))
@@ -214,6 +217,14 @@ def test_conv_model_exports_fine_features_and_semantics_that_match_torch(conv_ex
     for name in ("embedding", "detail", "semantic"):
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), atol=1e-4)
     np.testing.assert_allclose(a.semantic.sum(1), 1.0, atol=1e-5)
+    # The card's prior correction is in the graph: against the raw head, every pixel's log
+    # probabilities move by the offsets (up to the softmax's per-pixel constant).
+    offsets = np.asarray(manifest["calibration"]["semantic_logit_offsets"])
+    reference.model.calibration = {}
+    shift = np.log(a.semantic) - np.log(reference.encode(image).semantic)
+    shift -= shift.mean(axis=1, keepdims=True)
+    expected = np.broadcast_to((offsets - offsets.mean())[None, :, None, None], shift.shape)
+    np.testing.assert_allclose(shift, expected, atol=1e-3)
     coords, labels = boxes_to_prompts(np.array([[4, 4, 40, 30]], np.float32))
     np.testing.assert_allclose(
         ours.decode(a, coords, labels, False)[0],

@@ -26,6 +26,9 @@ from ranksam_ros.graph.prompts import select_masks
 from ranksam_ros.modeling.detail_head import DetailHead, build_detail_head, decoder_internals
 from ranksam_ros.modeling.semantic_head import SemanticHead
 
+# Model-card key of the semantic head's per-class logit offsets (a prior correction).
+SEMANTIC_OFFSETS = "semantic_logit_offsets"
+
 
 @contextmanager
 def fine_fusion(decoder: nn.Module, fine: torch.Tensor):
@@ -58,9 +61,9 @@ class RankSam(nn.Module):
         self.model_id = model_id
         self.adapter_cfg: AdapterConfig | None = None
         self.prompt_predictor: nn.Module | None = None
-        # Pipeline settings calibrated for this model (its model card's "calibration",
-        # e.g. box_mask_threshold); empty for a bare checkpoint.
-        self.calibration: dict[str, float] = {}
+        # Settings calibrated for this model (its model card's "calibration", e.g.
+        # box_mask_threshold, semantic_logit_offsets); empty for a bare checkpoint.
+        self.calibration: dict[str, float | tuple[float, ...]] = {}
         self.detail_head: DetailHead | None = (
             build_detail_head(sam.mask_decoder) if arch.detail_head else None
         )
@@ -144,8 +147,19 @@ class RankSam(nn.Module):
         return self.semantic_head(embedding, self._split_detail(detail)[0])
 
     def semantic_probs(self, embedding: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
-        """Class probabilities ``(B, K, m, m)`` of the semantic head."""
-        return torch.softmax(self.semantic_logits(embedding, detail), dim=1)
+        """Class probabilities ``(B, K, m, m)`` of the semantic head, as the model serves them.
+
+        The head trains with class-weighted cross-entropy, which inflates the logit of class
+        ``k`` by about ``log w_k``, so rare classes are over-predicted. The model card's
+        ``calibration.semantic_logit_offsets`` (``-tau * log w``, ``tau`` chosen on a held-out
+        sequence: scripts/calibrate_semantic_prior.py) takes that back. Training reads
+        :meth:`semantic_logits`, which never adds it; exports trace it in as a constant.
+        """
+        logits = self.semantic_logits(embedding, detail)
+        offsets = self.calibration.get(SEMANTIC_OFFSETS)
+        if offsets is not None:
+            logits = logits + logits.new_tensor(offsets).view(1, -1, 1, 1)
+        return torch.softmax(logits, dim=1)
 
     @property
     def class_names(self) -> tuple[str, ...]:

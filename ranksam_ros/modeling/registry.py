@@ -24,7 +24,7 @@ from ranksam_ros.modeling.build import (
     build_sam,
     infer_official_arch,
 )
-from ranksam_ros.modeling.ranksam import RankSam
+from ranksam_ros.modeling.ranksam import SEMANTIC_OFFSETS, RankSam
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 MODEL_FILE = "model.safetensors"
@@ -115,6 +115,7 @@ def build_model(
         model = _load_checkpoint_file(model_dir / MODEL_FILE)
         model.model_id = model_dir.name
         model.calibration = read_calibration(model_dir)
+        _check_offsets(model, model_dir / MODEL_CARD)
     elif name_or_path in ARCH_PRESETS:
         arch = arch_preset(name_or_path)
         sam = build_sam(arch)
@@ -137,15 +138,18 @@ def build_model(
     return model.eval()
 
 
-CALIBRATED_KEYS = ("box_mask_threshold",)
+CALIBRATED_KEYS = ("box_mask_threshold", SEMANTIC_OFFSETS)
 
 
-def read_calibration(model_dir: Path) -> dict[str, float]:
-    """Pipeline settings calibrated for a model directory's model (``model.json``).
+def read_calibration(model_dir: Path) -> dict[str, float | tuple[float, ...]]:
+    """Settings calibrated for a model directory's model (``model.json``).
+
+    ``box_mask_threshold`` is a number; ``semantic_logit_offsets`` one number per class of the
+    semantic head (see :meth:`RankSam.semantic_probs`).
 
     Raises:
         ValueError: the card is not JSON, or its ``calibration`` holds an unknown key or a
-            value that is not a finite number.
+            value that is not a finite number (a list of them for the offsets).
     """
     card_path = model_dir / MODEL_CARD
     if not card_path.is_file():
@@ -161,10 +165,29 @@ def read_calibration(model_dir: Path) -> dict[str, float]:
             continue
         if key not in CALIBRATED_KEYS:
             raise ValueError(f"{card_path}: calibration.{key} is not one of {CALIBRATED_KEYS}")
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
+        if key == SEMANTIC_OFFSETS:
+            if not isinstance(value, list) or not all(_finite(v) for v in value):
+                raise ValueError(f"{card_path}: calibration.{key} must be a list of finite numbers")
+            values[key] = tuple(float(v) for v in value)
+        elif _finite(value):
+            values[key] = float(value)
+        else:
             raise ValueError(f"{card_path}: calibration.{key} must be a finite number")
-        values[key] = float(value)
     return values
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_offsets(model: RankSam, card: Path) -> None:
+    """The card's per-class offsets must match the semantic head's classes."""
+    offsets = model.calibration.get(SEMANTIC_OFFSETS)
+    if offsets is not None and len(offsets) != len(model.arch.semantic_classes):
+        raise ValueError(
+            f"{card}: calibration.{SEMANTIC_OFFSETS} has {len(offsets)} values but the model's "
+            f"semantic head has {len(model.arch.semantic_classes)} classes"
+        )
 
 
 def _attach_adapter(model: RankSam, spec: str, model_dir: Path | None) -> None:
