@@ -23,6 +23,7 @@ from ranksam_ros.config import DataConfig
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.eval.frames import check_model_classes, frame_indices
 from ranksam_ros.eval.prior import head_logits, prior_offsets, sweep_offsets
+from ranksam_ros.modeling.ranksam import SEMANTIC_OFFSETS, RankSam
 from ranksam_ros.modeling.registry import build_model
 from ranksam_ros.reporting import save_figure, write_json
 from ranksam_ros.train.samples import class_weights
@@ -36,6 +37,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default="camvid-conv")
     parser.add_argument("--data", required=True, help="CamVid folder holding train/ and val/")
     parser.add_argument("--holdout", default="0006R0", help="sequence of train/ held out")
+    # The foundation recipes' loss.semantic_class_balance (config/train/foundation_conv*.yaml);
+    # checkpoints do not record it, so a head trained with another balance must say so here.
     parser.add_argument("--balance", type=float, default=0.5, help="the head's class balance")
     parser.add_argument("--stride", type=int, default=2, help="one frame in N of each split")
     parser.add_argument("--json", default="")
@@ -43,7 +46,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def split_scores(model, folder: SegmentationFolder, stride: int, weights: np.ndarray) -> dict:
+def split_scores(
+    model: RankSam, folder: SegmentationFolder, stride: int, weights: np.ndarray
+) -> dict:
     """Semantic mIoU and per-class IoU at every tau on one split."""
     frames = head_logits(model, folder, frame_indices(len(folder), stride))
     ious = sweep_offsets(frames, weights, TAUS)
@@ -74,11 +79,8 @@ def main() -> None:
     model.calibration = {}  # sweep the raw head, not a correction already in the card
     dataset = DataConfig()
     check_model_classes(model.class_names, dataset)
-    sequences = {
-        s.split("_")[0] for s in (p.name for p in (data / "train" / "images").iterdir())
-    } - {args.holdout}
-    training = SegmentationFolder(data / "train", sequences=tuple(sorted(sequences)))
-    weights = class_weights(training, dataset, args.balance).numpy()
+    training = SegmentationFolder(data / "train", exclude_sequences=(args.holdout,))
+    weights = class_weights(training, dataset, args.balance).numpy().astype(np.float64)
     held_out = f"held-out {args.holdout}"
     splits = {
         held_out: SegmentationFolder(data / "train", sequences=(args.holdout,)),
@@ -96,7 +98,8 @@ def main() -> None:
         "class_weights": np.round(weights, 4).tolist(),
         "splits": scores,
         "best_tau": best,
-        "semantic_logit_offsets": (np.round(prior_offsets(weights, best), 4) + 0.0).tolist(),
+        # + 0.0 turns the -0.0 of a class whose weight is 1 into 0.0 in the JSON.
+        SEMANTIC_OFFSETS: (np.round(prior_offsets(weights, best), 4) + 0.0).tolist(),
     }
     for name in scores:
         row = " ".join(f"{tau:g}: {100 * scores[name][str(tau)]['miou']:.1f}" for tau in TAUS)

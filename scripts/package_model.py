@@ -21,6 +21,7 @@ import numpy as np
 
 from ranksam_ros.checkpoint import read_meta
 from ranksam_ros.config import TRAIN_DEGRADATIONS
+from ranksam_ros.modeling.ranksam import SEMANTIC_OFFSETS
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA_RANKS = (4, 8, 16)
@@ -58,21 +59,33 @@ def fits_foundation(multitask: Path, foundation: Path) -> bool:
     return False
 
 
-def calibration_of(sweep_paths: list[Path]) -> dict:
+def calibration_of(sweep_paths: list[Path], class_names: list[str]) -> dict:
     """The model card's ``calibration`` from calibration sweeps, and how each was chosen.
 
     A box-cut sweep (scripts/calibrate_threshold.py) gives ``box_mask_threshold``; a
-    semantic prior sweep (scripts/calibrate_semantic_prior.py) ``semantic_logit_offsets``.
+    semantic prior sweep (scripts/calibrate_semantic_prior.py) ``semantic_logit_offsets``,
+    whose classes must be the model's (the card lists offsets by position).
+
+    Raises:
+        ValueError: a file that is neither sweep, two sweeps of one kind, or offsets for
+            other classes.
     """
     calibration, sources = {}, []
     for path in sweep_paths:
         sweep = json.loads(path.read_text())
         if "best_box_mask_threshold" in sweep:
-            calibration["box_mask_threshold"] = sweep["best_box_mask_threshold"]
-        elif "semantic_logit_offsets" in sweep:
-            calibration["semantic_logit_offsets"] = sweep["semantic_logit_offsets"]
+            key, value = "box_mask_threshold", sweep["best_box_mask_threshold"]
+        elif SEMANTIC_OFFSETS in sweep:
+            key, value = SEMANTIC_OFFSETS, sweep[SEMANTIC_OFFSETS]
+            if sweep.get("class_names") != class_names:
+                raise ValueError(
+                    f"{path}: offsets for {sweep.get('class_names')}, not {class_names}"
+                )
         else:
             raise ValueError(f"{path}: neither a box-cut nor a semantic prior sweep")
+        if key in calibration:
+            raise ValueError(f"{path}: a second {key} sweep")
+        calibration[key] = value
         sources.append(f"{sweep['criterion']}; {sweep.get('data', '')} ({path.name})")
     return {**calibration, "source": " | ".join(sources)}
 
@@ -133,7 +146,8 @@ def main() -> None:
         "see docs/results.md",
     }
     if args.calibration:
-        card["calibration"] = calibration_of([Path(p) for p in args.calibration])
+        classes = read_meta(out / "model.safetensors")["arch"].get("semantic_classes") or []
+        card["calibration"] = calibration_of([Path(p) for p in args.calibration], classes)
     (out / "model.json").write_text(json.dumps(card, indent=2) + "\n")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
     print(f"packaged {out} ({size:.1f} MB), lora = {chosen}")

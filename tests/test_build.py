@@ -213,18 +213,27 @@ def test_a_model_cards_calibrated_box_cut_reaches_the_pipeline(tmp_path, micro_m
     [
         ({"box_cut": -1.0}, "calibration.box_cut is not one of"),
         ({"box_mask_threshold": "x"}, ""),
-        ({"semantic_logit_offsets": 0.5}, "calibration.semantic_logit_offsets must be a list"),
+        ({"box_mask_threshold": True}, "calibration.box_mask_threshold must be a finite"),
+        ({"box_mask_threshold": 10**400}, "calibration.box_mask_threshold must be a finite"),
+        ({"semantic_logit_offsets": 0.5}, "calibration.semantic_logit_offsets must be a non-empty"),
+        ({"semantic_logit_offsets": []}, "calibration.semantic_logit_offsets must be a non-empty"),
         (
             {"semantic_logit_offsets": [0.5, float("nan")]},
-            "calibration.semantic_logit_offsets must be",
+            "calibration.semantic_logit_offsets must",
         ),
+        ({"semantic_logit_offsets": [True, 0.1]}, "calibration.semantic_logit_offsets must be"),
         # micro has no semantic head: any offsets are for classes it does not have
-        ({"semantic_logit_offsets": [0.5, 1.0]}, "calibration.semantic_logit_offsets has 2 values"),
+        (
+            {"semantic_logit_offsets": [0.5, 1.0]},
+            "calibration.semantic_logit_offsets: the model has no",
+        ),
+        (["box_mask_threshold", -1.0], "calibration must be an object"),
     ],
 )
 def test_a_bad_calibration_in_a_model_card_names_the_file(
     tmp_path, micro_model, calibration, message
 ):
+    """Each bad entry fails the load with an error naming model.json and the field."""
     import json
 
     save_model(tmp_path / "model.safetensors", micro_model)
@@ -234,3 +243,18 @@ def test_a_bad_calibration_in_a_model_card_names_the_file(
     (tmp_path / "model.json").write_text("{not json")
     with pytest.raises(ValueError, match="model.json: not JSON"):
         build_model(str(tmp_path))
+
+
+def test_semantic_offsets_must_match_the_heads_classes(tmp_path):
+    import json
+
+    model = build_model("micro-conv")
+    save_model(tmp_path / "model.safetensors", model)
+    count = len(model.arch.semantic_classes)
+    card = {"calibration": {"semantic_logit_offsets": [0.0] * (count + 1)}}
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=f"has {count + 1} values but .* has {count} classes"):
+        build_model(str(tmp_path))
+    card["calibration"]["semantic_logit_offsets"] = [0.25] * count
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    assert build_model(str(tmp_path)).calibration["semantic_logit_offsets"] == (0.25,) * count

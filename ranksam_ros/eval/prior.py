@@ -5,7 +5,8 @@ the unweighted ones (the weighted loss is minimised by ``p_k`` proportional to `
 it over-predicts the rare classes the weights favour: on a sequence held out of training
 most of their predicted pixels are false positives. Adding ``-tau * log w`` to the logits
 (``tau`` 1 undoes the weighting, 0 keeps it) trades their recall back for precision; the
-mIoU-optimal ``tau`` lies in between and is chosen on a held-out sequence. The offsets go into
+mIoU-optimal ``tau`` depends on the data and is chosen on a held-out sequence (for
+``camvid-conv`` it is 1, where val alone would pick 0.5). The offsets go into
 the model card (``calibration.semantic_logit_offsets``), where
 :meth:`ranksam_ros.modeling.ranksam.RankSam.semantic_probs` adds them.
 """
@@ -20,12 +21,23 @@ from tqdm import tqdm
 
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.eval.confusion import ConfusionMatrix
-from ranksam_ros.graph.preprocess import preprocess
+from ranksam_ros.graph.preprocess import ResizeInfo, preprocess
+from ranksam_ros.modeling.ranksam import RankSam
 from ranksam_ros.pipeline.postprocess import upscale_logits
+
+# One frame for the sweep: raw head logits (K, m, m), its geometry, its label (H, W).
+HeadFrame = tuple[np.ndarray, ResizeInfo, np.ndarray]
 
 
 def prior_offsets(weights: np.ndarray, tau: float) -> np.ndarray:
-    """Per-class logit offsets ``-tau * log(weights)`` ``(K,)``.
+    """Per-class logit offsets ``-tau * log(weights)``.
+
+    Args:
+        weights: ``(K,)`` class weights the head trained with.
+        tau: Strength of the correction (1 undoes the weighting).
+
+    Returns:
+        ``(K,)`` float64 offsets.
 
     Raises:
         ValueError: a weight is not positive and finite.
@@ -36,10 +48,19 @@ def prior_offsets(weights: np.ndarray, tau: float) -> np.ndarray:
     return -tau * np.log(weights)
 
 
-def head_logits(model, folder: SegmentationFolder, indices: Sequence[int]) -> list:
-    """The semantic head's raw logits ``(K, m, m)``, geometry and label of each frame."""
+def head_logits(model: RankSam, folder: SegmentationFolder, indices: Sequence[int]) -> list:
+    """Run the semantic head (raw logits, no correction) on frames of a folder.
+
+    Args:
+        model: A model with a semantic head.
+        folder: Labelled frames.
+        indices: Which of them.
+
+    Returns:
+        One :data:`HeadFrame` per frame.
+    """
     arch = model.arch
-    frames = []
+    frames: list[HeadFrame] = []
     for index in tqdm(indices, desc=f"semantic head on {folder.root.name}"):
         image, label = folder[index]
         tensor, geometry = preprocess(image, arch.img_size, arch.pixel_mean, arch.pixel_std)
@@ -51,19 +72,26 @@ def head_logits(model, folder: SegmentationFolder, indices: Sequence[int]) -> li
 
 
 def sweep_offsets(
-    frames: list, weights: np.ndarray, taus: Sequence[float]
+    frames: list[HeadFrame], weights: np.ndarray, taus: Sequence[float]
 ) -> dict[float, np.ndarray]:
-    """Per-class IoU ``(K,)`` of the corrected class map at every ``tau``.
+    """Score the corrected class map at every strength of the correction, as it is served.
+
+    The pipeline upscales class *probabilities* (the softmax of the corrected logits) and
+    takes their arg-max, so the sweep does the same rather than upscaling logits.
 
     Args:
         frames: :func:`head_logits` output.
         weights: The class weights ``(K,)`` the head trained with.
         taus: Strengths of the correction to try.
+
+    Returns:
+        Per-class IoU ``(K,)`` at each ``tau``.
     """
     num_classes = len(weights)
     confusions = {tau: ConfusionMatrix(num_classes) for tau in taus}
+    offsets = {tau: prior_offsets(weights, tau)[:, None, None].astype(np.float32) for tau in taus}
     for logits, geometry, label in frames:
         for tau in taus:
-            shifted = logits + prior_offsets(weights, tau)[:, None, None].astype(np.float32)
-            confusions[tau].add(label, np.argmax(upscale_logits(shifted, geometry), axis=0))
+            probs = torch.softmax(torch.from_numpy(logits + offsets[tau]), dim=0).numpy()
+            confusions[tau].add(label, np.argmax(upscale_logits(probs, geometry), axis=0))
     return {tau: matrix.class_iou() for tau, matrix in confusions.items()}

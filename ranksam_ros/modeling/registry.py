@@ -158,7 +158,10 @@ def read_calibration(model_dir: Path) -> dict[str, float | tuple[float, ...]]:
         card = json.loads(card_path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{card_path}: not JSON ({exc})") from None
-    calibration = card.get("calibration") or {}
+    calibration = card.get("calibration") if isinstance(card, dict) else None
+    if not isinstance(calibration or {}, dict):
+        raise ValueError(f"{card_path}: calibration must be an object of named settings")
+    calibration = calibration or {}
     values = {}
     for key, value in calibration.items():
         if key == "source":  # how it was measured, for people
@@ -166,8 +169,10 @@ def read_calibration(model_dir: Path) -> dict[str, float | tuple[float, ...]]:
         if key not in CALIBRATED_KEYS:
             raise ValueError(f"{card_path}: calibration.{key} is not one of {CALIBRATED_KEYS}")
         if key == SEMANTIC_OFFSETS:
-            if not isinstance(value, list) or not all(_finite(v) for v in value):
-                raise ValueError(f"{card_path}: calibration.{key} must be a list of finite numbers")
+            if not isinstance(value, list) or not value or not all(_finite(v) for v in value):
+                raise ValueError(
+                    f"{card_path}: calibration.{key} must be a non-empty list of finite numbers"
+                )
             values[key] = tuple(float(v) for v in value)
         elif _finite(value):
             values[key] = float(value)
@@ -177,16 +182,27 @@ def read_calibration(model_dir: Path) -> dict[str, float | tuple[float, ...]]:
 
 
 def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number (not a bool) that is finite; huge integers overflow and are not."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _check_offsets(model: RankSam, card: Path) -> None:
     """The card's per-class offsets must match the semantic head's classes."""
     offsets = model.calibration.get(SEMANTIC_OFFSETS)
-    if offsets is not None and len(offsets) != len(model.arch.semantic_classes):
+    if offsets is None:
+        return
+    classes = model.arch.semantic_classes
+    if not classes:
+        raise ValueError(f"{card}: calibration.{SEMANTIC_OFFSETS}: the model has no semantic head")
+    if len(offsets) != len(classes):
         raise ValueError(
             f"{card}: calibration.{SEMANTIC_OFFSETS} has {len(offsets)} values but the model's "
-            f"semantic head has {len(model.arch.semantic_classes)} classes"
+            f"semantic head has {len(classes)} classes"
         )
 
 
