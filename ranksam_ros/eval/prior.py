@@ -23,7 +23,7 @@ from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.eval.confusion import ConfusionMatrix
 from ranksam_ros.graph.preprocess import ResizeInfo, preprocess
 from ranksam_ros.modeling.ranksam import RankSam
-from ranksam_ros.pipeline.postprocess import upscale_logits
+from ranksam_ros.pipeline.panoptic import dense_classes
 
 # One frame for the sweep: raw head logits (K, m, m), its geometry, its label (H, W).
 HeadFrame = tuple[np.ndarray, ResizeInfo, np.ndarray]
@@ -76,8 +76,8 @@ def sweep_offsets(
 ) -> dict[float, np.ndarray]:
     """Score the corrected class map at every strength of the correction, as it is served.
 
-    The pipeline upscales class *probabilities* (the softmax of the corrected logits) and
-    takes their arg-max, so the sweep does the same rather than upscaling logits.
+    The class map comes from the pipeline's own :func:`dense_classes` on the softmax of the
+    corrected logits, so the sweep scores exactly what the node publishes.
 
     Args:
         frames: :func:`head_logits` output.
@@ -93,5 +93,5 @@ def sweep_offsets(
     for logits, geometry, label in frames:
         for tau in taus:
             probs = torch.softmax(torch.from_numpy(logits + offsets[tau]), dim=0).numpy()
-            confusions[tau].add(label, np.argmax(upscale_logits(probs, geometry), axis=0))
+            confusions[tau].add(label, dense_classes(probs, geometry)[0])
     return {tau: matrix.class_iou() for tau, matrix in confusions.items()}

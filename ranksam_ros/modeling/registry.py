@@ -158,10 +158,9 @@ def read_calibration(model_dir: Path) -> dict[str, float | tuple[float, ...]]:
         card = json.loads(card_path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{card_path}: not JSON ({exc})") from None
-    calibration = card.get("calibration") if isinstance(card, dict) else None
-    if not isinstance(calibration or {}, dict):
+    calibration = (card.get("calibration") if isinstance(card, dict) else None) or {}
+    if not isinstance(calibration, dict):
         raise ValueError(f"{card_path}: calibration must be an object of named settings")
-    calibration = calibration or {}
     values = {}
     for key, value in calibration.items():
         if key == "source":  # how it was measured, for people
