@@ -62,7 +62,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ranksam = ranksam_ros.cli:main",
-            "ranksam_node = ranksam_ros.ros.node:main",
+            "ranksam_node = ranksam_ros.ros.main:main",
         ]
     },
     zip_safe=False,

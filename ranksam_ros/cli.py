@@ -13,13 +13,8 @@ import sys
 from pathlib import Path
 
 from ranksam_ros.cli_options import add_dataclass_flags, dataclass_from_args
-from ranksam_ros.config import (
-    EXPORT_OPSET,
-    EXPORT_PRECISIONS,
-    PRECISIONS,
-    BackendConfig,
-    NodeConfig,
-)
+from ranksam_ros.config import EXPORT_OPSET, EXPORT_PRECISIONS, PRECISIONS, BackendConfig
+from ranksam_ros.node_config import NodeConfig
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

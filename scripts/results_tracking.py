@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ranksam_ros.backends import create_backend
-from ranksam_ros.config import THING_CLASSES, BackendConfig, DataConfig, TrackingConfig
+from ranksam_ros.config import THING_CLASSES, BackendConfig, DataConfig
 from ranksam_ros.data.folder import SegmentationFolder
 from ranksam_ros.eval.tracking import GroundTruthLinker, TrackingRun, as_detections
+from ranksam_ros.node_config import TrackingConfig
 from ranksam_ros.pipeline.pipeline import Pipeline
 from ranksam_ros.reporting import machine_description, update_section, write_json
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 
 from ranksam_ros.adapters.gated_rank import GatedRankConfig
-from ranksam_ros.config import BackendConfig, NodeConfig
+from ranksam_ros.config import BackendConfig
 from ranksam_ros.config_loader import from_dict, load_config, parse_override, to_dict
+from ranksam_ros.node_config import NodeConfig
 from ranksam_ros.train.config import SAM_PARTS, TrainConfig
 
 

@@ -8,7 +8,7 @@ import depth_scene as scene
 import numpy as np
 import pytest
 
-from ranksam_ros.config import DepthConfig
+from ranksam_ros.node_config import DepthConfig
 from ranksam_ros.pipeline.depth3d import (
     Intrinsics,
     IntrinsicsError,

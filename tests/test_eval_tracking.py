@@ -92,8 +92,8 @@ def test_a_swapped_id_is_one_switch_and_misses_are_counted():
 
 
 def test_tracking_run_scores_trackers_against_the_baseline_on_the_same_frames():
-    from ranksam_ros.config import TrackingConfig
     from ranksam_ros.eval.tracking import BASELINE, TrackingRun, as_detections
+    from ranksam_ros.node_config import TrackingConfig
 
     linker = GroundTruthLinker((CAR, PERSON), min_area=10)
     run = TrackingRun({"tracker": TrackingConfig()}, (CAR, PERSON), match_iou=0.5)

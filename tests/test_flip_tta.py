@@ -8,11 +8,12 @@ import pytest
 from ranksam_ros.backends import create_backend
 from ranksam_ros.backends.flip_tta import FlipTTABackend, mirror_prompts, with_tta
 from ranksam_ros.backends.torch_backend import TorchBackend
-from ranksam_ros.config import BackendConfig, DataConfig, NodeConfig, PipelineConfig, PromptConfig
+from ranksam_ros.config import BackendConfig, DataConfig, PipelineConfig, PromptConfig
 from ranksam_ros.eval.evaluate import evaluate
 from ranksam_ros.eval.options import EvalOptions
 from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.modeling.prompt_predictor import build_prompt_predictor
+from ranksam_ros.node_config import NodeConfig
 from ranksam_ros.pipeline.pipeline import Pipeline
 
 SIZE = 64

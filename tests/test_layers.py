@@ -14,7 +14,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ranksam_ros"
 LAYERS = (
-    ("ranksam_ros", "config", "config_loader"),
+    ("ranksam_ros", "config", "node_config", "config_loader"),
     ("graph",),
     ("data", "adapters", "checkpoint"),
     ("modeling",),

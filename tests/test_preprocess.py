@@ -8,8 +8,14 @@ import torch
 import torch.nn.functional as F
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from ranksam_ros.graph.preprocess import check_image, preprocess, resize_longest
-from ranksam_ros.pipeline.postprocess import bilinear_matrix, upscale_logits, upscale_to_input
+from ranksam_ros.graph.preprocess import ResizeInfo, check_image, preprocess, resize_longest
+from ranksam_ros.pipeline.postprocess import (
+    bilinear_matrix,
+    clip_to_boxes,
+    upscale_logits,
+    upscale_masks,
+    upscale_to_input,
+)
 
 
 @pytest.mark.parametrize("shape", [(360, 480), (480, 360), (100, 333), (64, 64)])
@@ -60,6 +66,30 @@ def test_upscale_logits_matches_sam_postprocess(micro_model):
     np.testing.assert_allclose(ours, expected.numpy(), atol=1e-4)
     full = upscale_to_input(logits[:, 0].numpy(), arch.img_size)
     assert full.shape == (3, arch.img_size, arch.img_size)
+
+
+@pytest.mark.parametrize("source_hw", [(360, 480), (480, 360), (37, 501), (700, 90), (96, 96)])
+def test_windowed_masks_equal_full_frame_upscaling(source_hw):
+    """Masks upscaled only where a low-res cell passes the cut equal the full-frame ones."""
+    rng = np.random.default_rng(sum(source_hw))
+    size, side = 384, 96
+    scale = size / max(source_hw)
+    resized = tuple(int(round(n * scale)) for n in source_hw)
+    info = ResizeInfo(source_hw, resized, size)
+    logits = rng.normal(0.0, 3.0, (6, side, side)).astype(np.float32)
+    logits[logits < 4.0] = -8.0  # sparse blobs, as thing masks are
+    logits[4] = -8.0  # a mask with no cell above its cut
+    logits[5, :2, :2] = 9.0  # one in the corner the window search must reach
+    cuts = np.array([-2.0, 0.0, 1.0, 0.0, 0.0, 0.5])
+    boxes = np.full((6, 4), np.nan)
+    boxes[1] = [10.3, 5.7, 200.2, 100.9]
+    boxes[2] = [-5.0, -5.0, source_hw[1] + 10.0, source_hw[0] + 3.0]
+    expected = upscale_logits(logits, info) > cuts[:, None, None]
+    clip_to_boxes(expected, boxes)
+    masks = upscale_masks(logits, info, cuts, boxes)
+    assert masks.shape == (6, *source_hw) and masks.dtype == bool
+    assert np.count_nonzero(masks != expected) == 0
+    assert masks[0].any() and not masks[4].any() and masks[5, 0, 0]
 
 
 @pytest.mark.parametrize(

@@ -176,10 +176,10 @@ def test_noisy_probabilities_give_no_extra_peaks_inside_a_region():
 
 def test_box_prompts_skip_the_padding_and_cells_outside_regions():
     from ranksam_ros.graph.preprocess import preprocess
-    from ranksam_ros.pipeline.pipeline import _inside_image, _one_per_box
+    from ranksam_ros.pipeline.panoptic import inside_image, one_per_box
 
     _, geometry = preprocess(np.zeros((32, 64, 3), np.uint8), 64, (0, 0, 0), (1, 1, 1))
-    inside = _inside_image(np.ones((2, 8, 8), np.float32), geometry)
+    inside = inside_image(np.ones((2, 8, 8), np.float32), geometry)
     assert inside[:, :4].all() and not inside[:, 4:].any()  # 64x32 fills grid rows 0-3
     boxes = np.full((8, 8, 4), np.nan)
     boxes[1:3, 1:5] = (1, 1, 4, 2)  # one region of 8 cells
@@ -187,7 +187,7 @@ def test_box_prompts_skip_the_padding_and_cells_outside_regions():
         threshold=0.0, smoothing_sigma=0.0, min_spacing=0, cross_class_spacing=0
     )
     found = find_peaks(np.ones((1, 8, 8), np.float32), every_cell, input_size=64)
-    assert len(found) == 64 and len(_one_per_box(found, boxes, 64)) == 1
+    assert len(found) == 64 and len(one_per_box(found, boxes, 64)) == 1
 
 
 def test_region_things_honour_max_instances_and_score_threshold():

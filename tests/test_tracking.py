@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from fakes import FakeBackend, FakeObject, Peak, blank_image
 
-from ranksam_ros.config import PipelineConfig, PromptConfig, TrackingConfig
+from ranksam_ros.config import PipelineConfig, PromptConfig
+from ranksam_ros.node_config import TrackingConfig
 from ranksam_ros.pipeline.pipeline import Pipeline
 from ranksam_ros.pipeline.result import Instance, Segmentation
 from ranksam_ros.pipeline.tracking import MaskCrop, Tracker

@@ -1,6 +1,6 @@
 """The node under test as a separate process: start, parameters, log, CPU/RSS sampling, stop.
 
-The benchmark runs the real console entry (``python -m ranksam_ros.ros.node``) in its own
+The benchmark runs the real console entry (``python -m ranksam_ros.ros.main``) in its own
 process, exactly as on a robot, with ``benchmark_mode:=true`` and the Fast DDS large-frame
 profile. ``psutil`` samples the process (and any children) at about 10 Hz.
 """
@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ranksam_ros.config import NodeConfig
 from ranksam_ros.config_loader import from_dict, load_yaml, parse_override, set_dotted
+from ranksam_ros.node_config import NodeConfig
 
 PROFILE_NAME = "fastdds_large_frames.xml"
 PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"
-NODE_NAMES = ("ranksam_ros.ros.node", "ranksam_node")
+NODE_NAMES = ("ranksam_ros.ros.main", "ranksam_node")
 _LOADED = re.compile(r"loaded (\S+) \((\S+)\) in ([0-9.]+) s")
 
 
@@ -106,7 +106,7 @@ class NodeProcess:
         self.started = 0.0
 
     def command(self) -> list[str]:
-        argv = [sys.executable, "-m", "ranksam_ros.ros.node", "--ros-args"]
+        argv = [sys.executable, "-m", "ranksam_ros.ros.main", "--ros-args"]
         if self.params_file:
             argv += ["--params-file", str(self.params_file)]
         for key, value in self.parameters.items():

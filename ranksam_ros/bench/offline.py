@@ -16,7 +16,8 @@ from PIL import Image as PILImage
 from ranksam_ros.bench.bags import COMPRESSED, IMAGE, BagError, BagFrames
 from ranksam_ros.bench.metrics import percentiles
 from ranksam_ros.bench.typestore import ranksam_typestore
-from ranksam_ros.config import DataConfig, NodeConfig
+from ranksam_ros.config import DataConfig
+from ranksam_ros.node_config import NodeConfig
 
 
 def decode_rgb(raw: bytes, msgtype: str) -> np.ndarray:

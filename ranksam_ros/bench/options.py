@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ranksam_ros.config import RELIABILITIES
+from ranksam_ros.node_config import RELIABILITIES
 
 MODES = ("looping", "timeline")
 

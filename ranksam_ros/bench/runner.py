@@ -154,7 +154,7 @@ class _Live:
 
 def _node_setup(opts: BenchOptions, frames: BagFrames) -> tuple[dict, object]:
     """Node parameters (with benchmark mode and the bag's transport) and their config."""
-    from ranksam_ros.config import NodeConfig
+    from ranksam_ros.node_config import NodeConfig
 
     if opts.attach:
         return {}, NodeConfig()

@@ -63,6 +63,26 @@ def color_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
 
+def style_jitter(
+    image: np.ndarray, strength: float, grayscale_prob: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Another camera's rendering: white balance, tone curve and sometimes no colour at all.
+
+    Per-channel gains within ``1 ± strength`` (normalised to keep the mean), a gamma in
+    ``exp(± 2 strength)``, and with ``grayscale_prob`` the frame's luminance in all three
+    channels. Colour jitter moves brightness and saturation; this moves what differs between
+    sensors and their processing.
+    """
+    x = image.astype(np.float32) / 255.0
+    if strength > 0:
+        gains = rng.uniform(1 - strength, 1 + strength, 3)
+        x = x * (gains / gains.mean())
+        x = np.clip(x, 0.0, 1.0) ** math.exp(rng.uniform(-2 * strength, 2 * strength))
+    if grayscale_prob > 0 and rng.random() < grayscale_prob:
+        x = np.repeat((x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=2)
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def draw_zoom(rng: np.random.Generator, min_zoom: float, max_zoom: float) -> float:
     """A zoom factor: uniform in ``[1, max_zoom]``, log-uniform once ``min_zoom < 1``."""
     if min_zoom >= 1.0:
@@ -80,8 +100,13 @@ def augment(
     jitter: float,
     min_zoom: float = 1.0,
     ignore_label: int = 255,
+    style: float = 0.0,
+    grayscale_prob: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random zoom (in and out), horizontal flip and colour jitter of an ``(image, label)`` pair."""
+    """Random zoom (in and out), horizontal flip, colour and style jitter of an image pair.
+
+    ``style`` and ``grayscale_prob`` are :func:`style_jitter`'s; at 0 it draws nothing.
+    """
     if (max_zoom > 1.0 or min_zoom < 1.0) and rng.random() < zoom_prob:
         zoom = draw_zoom(rng, min_zoom, max_zoom)
         image, label = zoom_crop(image, label, zoom, rng, ignore_label)
@@ -89,6 +114,8 @@ def augment(
         image, label = image[:, ::-1], label[:, ::-1]
     if jitter > 0:
         image = color_jitter(image, jitter, rng)
+    if style > 0 or grayscale_prob > 0:
+        image = style_jitter(image, style, grayscale_prob, rng)
     return np.ascontiguousarray(image), np.ascontiguousarray(label)
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ranksam_ros.config import TrackingConfig
 from ranksam_ros.data.task_targets import thing_instances
+from ranksam_ros.node_config import TrackingConfig
 from ranksam_ros.pipeline.result import Instance, Segmentation
 from ranksam_ros.pipeline.tracking import Tracker
 

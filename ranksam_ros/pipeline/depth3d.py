@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ranksam_ros.config import DepthConfig
+from ranksam_ros.node_config import DepthConfig
 from ranksam_ros.pipeline.result import NAN3, Segmentation
 
 _MAD_TO_SIGMA = 1.4826  # median absolute deviation -> standard deviation of a normal

@@ -17,17 +17,15 @@ import numpy as np
 from ranksam_ros.backends.base import Backend
 from ranksam_ros.config import PipelineConfig
 from ranksam_ros.graph.preprocess import ResizeInfo, check_image, preprocess
-from ranksam_ros.graph.prompts import boxes_to_prompts
 from ranksam_ros.graph.types import Encoded, PromptMaps
 from ranksam_ros.pipeline import panoptic
 from ranksam_ros.pipeline.class_pooling import pool_class_probs, soft_mask_weights
 from ranksam_ros.pipeline.given import PromptSet, box_array, decode_given, logit_cuts
 from ranksam_ros.pipeline.postprocess import (
-    clip_to_boxes,
     fill_unassigned,
     mask_nms,
     paint_labels,
-    upscale_logits,
+    upscale_masks,
 )
 from ranksam_ros.pipeline.prompts import (
     Candidates,
@@ -219,12 +217,14 @@ class Pipeline:
             probs = frame.encoded.semantic[0]
             factor = max(1, round(probs.shape[-1] * CONFIDENCE_CELL / info.input_size))
             confidence, boxes = panoptic.thing_centres(probs, self.things, factor)
-            confidence = _inside_image(confidence, frame.geometry)  # no prompts in the padding
+            confidence = panoptic.inside_image(
+                confidence, frame.geometry
+            )  # no prompts in the padding
             cfg = replace(cfg, smoothing_sigma=0.0)  # already a distance map: no smoothing
             found = find_peaks(confidence, cfg, frame.geometry.input_size)
             if self.cfg.thing_prompts != "box":
                 return found, None
-            return _one_per_box(found, boxes, info.input_size), boxes
+            return panoptic.one_per_box(found, boxes, info.input_size), boxes
         if frame.maps is None:
             raise RuntimeError(
                 f"frame encoded without prompt maps (model {info.model_id}: prompt predictor "
@@ -268,7 +268,7 @@ class Pipeline:
 
         def decode(xy: np.ndarray):
             if region_boxes is not None:
-                coords, labels = region_box_prompts(region_boxes, xy, info.input_size)
+                coords, labels = panoptic.region_box_prompts(region_boxes, xy, info.input_size)
                 return self.backend.decode(frame.encoded, coords, labels, multimask=False)
             coords = xy[:, None, :].astype(np.float32)
             labels = np.ones((len(xy), 1), np.float32)
@@ -308,9 +308,8 @@ class Pipeline:
             return result
         logits = np.stack([accepted[i].logits for i in keep])
         boxes = [accepted[i].box for i in keep]
-        masks = upscale_logits(logits, geometry) > logit_cuts(self.cfg, boxes)[:, None, None]
-        if cfg.clip_to_box and any(box is not None for box in boxes):
-            clip_to_boxes(masks, box_array(boxes))
+        clip = box_array(boxes) if cfg.clip_to_box else None
+        masks = upscale_masks(logits, geometry, logit_cuts(self.cfg, boxes), clip)
         classes = self._classes(frame, candidates.classes[used[keep]], logits, used[keep] < given)
         instances = []
         for order, i in enumerate(keep):
@@ -382,53 +381,6 @@ def _paint_maps(result: Segmentation) -> None:
         result.semantic = paint_labels(
             stack[valid], order_scores[valid], known[valid], UNASSIGNED, np.uint8
         )
-
-
-def _region_boxes_at(region_boxes: np.ndarray, xy: np.ndarray, input_size: int) -> np.ndarray:
-    """``(N, 4)`` inclusive cell boxes of the regions the points ``xy`` (input pixels) lie in."""
-    cell = input_size / region_boxes.shape[0]
-    at = np.clip((xy / cell).astype(np.int64), 0, region_boxes.shape[0] - 1)
-    return region_boxes[at[:, 1], at[:, 0]]
-
-
-def _inside_image(maps: np.ndarray, geometry: ResizeInfo) -> np.ndarray:
-    """``maps (C, G, G)`` with the cells wholly in the input's padding zeroed."""
-    side = maps.shape[-1]
-    rows, cols = (int(np.ceil(n * side / geometry.input_size)) for n in geometry.resized_hw)
-    out = np.zeros_like(maps)
-    out[:, :rows, :cols] = maps[:, :rows, :cols]
-    return out
-
-
-def _one_per_box(found: Candidates, region_boxes: np.ndarray, input_size: int) -> Candidates:
-    """The best candidate of each region (one box prompt per region), none outside regions."""
-    boxes = _region_boxes_at(region_boxes, found.xy, input_size)
-    keep, seen = [], set()
-    for i, box in enumerate(boxes):  # best first
-        key = tuple(box)
-        if np.isfinite(box).all() and key not in seen:
-            seen.add(key)
-            keep.append(i)
-    return found.subset(keep)
-
-
-def region_box_prompts(
-    region_boxes: np.ndarray, xy: np.ndarray, input_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Box prompts of the regions the points ``xy (N, 2)`` (input pixels) lie in.
-
-    Args:
-        region_boxes: ``(G, G, 4)`` inclusive cell box of each cell's region.
-        xy: Points inside thing regions.
-        input_size: Side of the network input the grid covers.
-
-    Returns:
-        ``coords (N, 2, 2)`` and ``labels (N, 2)`` of the boxes in input pixels.
-    """
-    cell = input_size / region_boxes.shape[0]
-    boxes = _region_boxes_at(region_boxes, xy, input_size)
-    corners = np.concatenate([boxes[:, :2] * cell, (boxes[:, 2:] + 1) * cell - 1], axis=1)
-    return boxes_to_prompts(corners)
 
 
 def _class_probs(frame: EncodedFrame) -> np.ndarray | None:

@@ -42,6 +42,29 @@ def _source_matrices(
     return rows.astype(np.float32), cols.astype(np.float32).T.copy()
 
 
+@lru_cache(maxsize=64)
+def _support(
+    mask_size: int, info_key: tuple[tuple[int, int], tuple[int, int], int]
+) -> tuple[np.ndarray, ...]:
+    """First and last low-res row (of ``rows``) and column (of ``cols``) each output pixel reads.
+
+    Resampling is banded and monotone, so both arrays are non-decreasing: the output rows a
+    block of low-res rows reaches form one contiguous range (``searchsorted``).
+    """
+    rows, cols = _source_matrices(mask_size, info_key)
+    spans = []
+    for weights in (rows, cols.T):
+        nonzero = weights != 0
+        first = np.argmax(nonzero, axis=1)
+        last = weights.shape[1] - 1 - np.argmax(nonzero[:, ::-1], axis=1)
+        spans += [first, last]
+    return tuple(spans)
+
+
+def _key(info: ResizeInfo) -> tuple[tuple[int, int], tuple[int, int], int]:
+    return (tuple(info.source_hw), tuple(info.resized_hw), info.input_size)
+
+
 def upscale_logits(logits: np.ndarray, info: ResizeInfo) -> np.ndarray:
     """Low-res logits ``(N, m, m)`` -> source-resolution logits ``(N, H, W)`` (float32).
 
@@ -50,10 +73,71 @@ def upscale_logits(logits: np.ndarray, info: ResizeInfo) -> np.ndarray:
     """
     if logits.ndim != 3 or logits.shape[1] != logits.shape[2]:
         raise ValueError(f"expected square low-res logits (N, m, m), got {logits.shape}")
-    rows, cols = _source_matrices(
-        logits.shape[1], (tuple(info.source_hw), tuple(info.resized_hw), info.input_size)
-    )
-    return np.matmul(np.matmul(rows, logits.astype(np.float32)), cols)
+    key = _key(info)
+    rows, cols = _source_matrices(logits.shape[1], key)
+    # Low-res cells of the padding reach no source pixel: leave them out of the products.
+    _, row_last, _, col_last = _support(logits.shape[1], key)
+    used_rows, used_cols = row_last[-1] + 1, col_last[-1] + 1
+    rows, cols = rows[:, :used_rows], cols[:used_cols]
+    low = logits[:, :used_rows, :used_cols].astype(np.float32)
+    (height, inner), width = rows.shape, cols.shape[1]
+    # Whichever order multiplies fewer numbers (it depends on the frame's shape).
+    if height * inner * used_cols + height * used_cols * width <= (
+        inner * used_cols * width + height * inner * width
+    ):
+        return np.matmul(np.matmul(rows, low), cols)
+    return np.matmul(rows, np.matmul(low, cols))
+
+
+def upscale_masks(
+    logits: np.ndarray, info: ResizeInfo, cuts: np.ndarray, boxes: np.ndarray | None = None
+) -> np.ndarray:
+    """Masks in source pixels, ``upscale_logits(logits) > cuts``, computed only where they can be.
+
+    An upscaled logit is a weighted mean of the low-res logits around it, so it can only
+    exceed the cut near a low-res cell that does: each mask is upscaled over the source
+    window those cells reach (and, with ``boxes``, inside its box), not over the whole
+    frame. Things cover a small part of a frame; this is most of what their masks cost.
+
+    Args:
+        logits: ``(N, m, m)`` low-res mask logits.
+        info: The frame's geometry.
+        cuts: ``(N,)`` logit cut of each mask.
+        boxes: ``(N, 4)`` pixel-inclusive source boxes to clip each mask to (as
+            :func:`clip_to_boxes`); rows with a NaN, or None, clip nothing.
+
+    Returns:
+        ``(N, H, W)`` bool.
+    """
+    if logits.ndim != 3 or logits.shape[1] != logits.shape[2]:
+        raise ValueError(f"expected square low-res logits (N, m, m), got {logits.shape}")
+    key = _key(info)
+    rows, cols = _source_matrices(logits.shape[1], key)
+    row_first, row_last, col_first, col_last = _support(logits.shape[1], key)
+    height, width = info.source_hw
+    masks = np.zeros((len(logits), height, width), bool)
+    for i, (low, cut) in enumerate(zip(logits, np.broadcast_to(cuts, len(logits)))):
+        hot = low > cut
+        if not hot.any():
+            continue
+        hot_rows, hot_cols = np.flatnonzero(hot.any(axis=1)), np.flatnonzero(hot.any(axis=0))
+        y0, y1 = _reach(row_first, row_last, hot_rows[0], hot_rows[-1])
+        x0, x1 = _reach(col_first, col_last, hot_cols[0], hot_cols[-1])
+        if boxes is not None and np.isfinite(boxes[i]).all():
+            by0, by1, bx0, bx1 = box_window(boxes[i], height, width)
+            y0, y1, x0, x1 = max(y0, by0), min(y1, by1), max(x0, bx0), min(x1, bx1)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        r0, r1 = row_first[y0], row_last[y1 - 1] + 1  # the low-res block the window reads
+        c0, c1 = col_first[x0], col_last[x1 - 1] + 1
+        block = rows[y0:y1, r0:r1] @ low[r0:r1, c0:c1].astype(np.float32) @ cols[c0:c1, x0:x1]
+        masks[i, y0:y1, x0:x1] = block > cut
+    return masks
+
+
+def _reach(first: np.ndarray, last: np.ndarray, low: int, high: int) -> tuple[int, int]:
+    """Output range ``[start, stop)`` whose pixels read any low-res index in ``[low, high]``."""
+    return int(np.searchsorted(last, low, "left")), int(np.searchsorted(first, high, "right"))
 
 
 def upscale_to_input(logits: np.ndarray, size: int) -> np.ndarray:
@@ -78,13 +162,22 @@ def clip_to_boxes(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     for mask, box in zip(masks, np.asarray(boxes, np.float64).reshape(-1, 4)):
         if not np.isfinite(box).all():
             continue
-        x0, y0 = (max(int(np.floor(v)), 0) for v in box[:2])
-        x1, y1 = (int(np.ceil(v)) + 1 for v in box[2:])
-        mask[:y0] = False
-        mask[min(max(y1, 0), height) :] = False
-        mask[:, :x0] = False
-        mask[:, min(max(x1, 0), width) :] = False
+        y0, y1, x0, x1 = box_window(box, height, width)
+        inside = mask[y0:y1, x0:x1].copy()
+        mask[:] = False
+        mask[y0:y1, x0:x1] = inside
     return masks
+
+
+def box_window(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
+    """Rows ``[y0, y1)`` and columns ``[x0, x1)`` of the pixels inside a pixel-inclusive box.
+
+    Fractional corners keep every pixel the box touches; the window is clamped to the frame
+    and may be empty.
+    """
+    x0, y0 = (min(max(int(np.floor(v)), 0), n) for v, n in zip(box[:2], (width, height)))
+    x1, y1 = (min(max(int(np.ceil(v)) + 1, 0), n) for v, n in zip(box[2:], (width, height)))
+    return y0, max(y1, y0), x0, max(x1, x0)
 
 
 def fill_unassigned(

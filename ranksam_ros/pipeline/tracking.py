@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ranksam_ros.config import TrackingConfig
+from ranksam_ros.node_config import TrackingConfig
 from ranksam_ros.pipeline.result import Instance, Segmentation
 
 _BLOCKED = 1e6  # cost of a pair that fails a gate (never chosen over a real pair)

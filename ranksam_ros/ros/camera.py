@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ranksam_msgs.msg import SegmentationMasks
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 
-from ranksam_ros.config import DepthConfig, InputConfig, OutputConfig, TrackingConfig
+from ranksam_ros.node_config import DepthConfig, InputConfig, OutputConfig, TrackingConfig
 from ranksam_ros.pipeline.tracking import Tracker
 from ranksam_ros.ros.conversions import BadImageError, image_to_rgb
 from ranksam_ros.ros.depth_input import DepthInput

@@ -11,26 +11,17 @@ camera) and, with ``depth.enabled``, 3D from the depth image paired by stamp
 
 from __future__ import annotations
 
-import signal
-import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
 
 import numpy as np
-import rclpy
 from ranksam_msgs.msg import ClassList, PromptArray, SegmentationMasks
 from ranksam_msgs.srv import SegmentImage
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.service import Service
-from rclpy.signals import SignalHandlerOptions
-from rclpy.subscription import Subscription
-from rclpy.timer import Timer
 
-from ranksam_ros.config import NodeConfig
+from ranksam_ros.node_config import NodeConfig
 from ranksam_ros.pipeline.overlay import draw_overlay
 from ranksam_ros.pipeline.pipeline import Pipeline, PromptSet
 from ranksam_ros.ros import conversions, spatial
@@ -38,7 +29,7 @@ from ranksam_ros.ros.camera import CameraIO
 from ranksam_ros.ros.depth_conversions import point_cloud
 from ranksam_ros.ros.depth_input import stamp_ns
 from ranksam_ros.ros.diagnostics import diagnostics_message
-from ranksam_ros.ros.executor import SpinningExecutor
+from ranksam_ros.ros.entities import destroy_all
 from ranksam_ros.ros.params import (
     check_update,
     declare_parameters,
@@ -180,38 +171,12 @@ class RankSamNode(LifecycleNode):
     def destroy_entities(self, entities: list) -> int:
         """Destroy publishers, subscriptions, services and timers of this node.
 
-        rclpy's ``destroy_*`` return False for an entity that is already gone (destroyed
-        earlier or not this node's): harmless when tearing down, so only noted at debug level.
-        An exception is not expected: it is logged with the entity's name and counted, and the
-        remaining entities are destroyed all the same.
-
         Returns:
-            How many raised.
+            How many raised (each logged; see :func:`entities.destroy_all`).
         """
-        failures = 0
-        for entity in entities:
-            destroy = self._destroyer(entity)
-            try:
-                if not destroy(entity):
-                    self.get_logger().debug(f"{_entity_name(entity)} was already destroyed")
-            except Exception as exc:  # logged, counted and reported to the caller
-                failures += 1
-                self.get_logger().error(
-                    f"could not destroy {_entity_name(entity)}: {type(exc).__name__}: {exc}"
-                )
+        failures = destroy_all(self, entities)
         self.release_errors += failures
         return failures
-
-    def _destroyer(self, entity) -> Callable[[object], bool]:
-        for kind, destroy in (
-            (Publisher, self.destroy_publisher),
-            (Subscription, self.destroy_subscription),
-            (Service, self.destroy_service),
-            (Timer, self.destroy_timer),
-        ):
-            if isinstance(entity, kind):
-                return destroy
-        raise TypeError(f"the node does not make {type(entity).__name__} entities")
 
     def _stop_worker(self) -> None:
         self.running = False
@@ -445,108 +410,3 @@ class RankSamNode(LifecycleNode):
                 self.diag_pub.publish(
                     diagnostics_message(self, self.cameras, self.model_id, self.active)
                 )
-
-
-def _entity_name(entity) -> str:
-    """``publisher /diagnostics``, ``service /ranksam/segment``, ``timer``: for logs."""
-    kind = type(entity).__name__.lower()
-    name = getattr(entity, "topic_name", None) or getattr(entity, "srv_name", None)
-    return f"{kind} {name}" if name else kind
-
-
-def main(args: list[str] | None = None) -> int:
-    """Console script ``ranksam_node`` (``--no-autostart`` leaves it unconfigured).
-
-    Ctrl-C or SIGTERM stops it: the lifecycle shutdown releases everything, the executor
-    waits for running callbacks, then the node and rclpy go. A second signal interrupts a
-    configure still loading the model.
-
-    Returns:
-        0 after a clean stop; 1 when autostart's configure or activate failed, or when the
-        shutdown could not release everything (the reason is logged either way).
-    """
-    argv = list(sys.argv if args is None else args)
-    autostart = "--no-autostart" not in argv
-    argv = [a for a in argv if a not in ("--autostart", "--no-autostart")]
-    # rclpy's own SIGINT/SIGTERM handlers shut the context down at once, under callbacks that
-    # are still publishing; ours only ask the main loop to stop, which then stops in order.
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    stop = StopRequest()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop)
-    node = RankSamNode()
-    executor = SpinningExecutor(num_threads=2, name="ranksam-spin")
-    executor.add_node(node)
-    code = 0
-    try:
-        executor.start()
-        code = run_autostart(node) if autostart else 0
-        while code == 0 and not stop.requested and executor.is_spinning():
-            time.sleep(0.2)
-    except KeyboardInterrupt:  # a second signal: stop now (e.g. during a slow configure)
-        pass
-    finally:
-        code = max(code, shut_down(node, executor))
-        rclpy.try_shutdown()
-    return code
-
-
-class StopRequest:
-    """Signal handler: the first SIGINT/SIGTERM asks to stop, a second one interrupts.
-
-    The first only sets a flag the main loop polls. Raising KeyboardInterrupt at an arbitrary
-    point of the main thread instead could land inside ``Thread.join`` and mark the spinning
-    thread as ended while it still waits in rcl (Python 3.11): the context would then be
-    shut down under it and the process abort ("terminate called without an active
-    exception").
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-
-def run_autostart(node: RankSamNode) -> int:
-    """Configure, then activate ``node``.
-
-    Returns:
-        0 when both succeeded, else 1 (the failed transition is logged).
-    """
-    for name, trigger in (
-        ("configure", node.trigger_configure),
-        ("activate", node.trigger_activate),
-    ):
-        result = trigger()
-        if result != TransitionCallbackReturn.SUCCESS:
-            node.get_logger().fatal(
-                f"autostart: {name} returned {result.name} (see the error above); exiting"
-            )
-            return 1
-    return 0
-
-
-def shut_down(node: RankSamNode, executor: SpinningExecutor) -> int:
-    """Lifecycle shutdown, then stop the executor (spinning ``node``) and destroy the node.
-
-    Returns:
-        0, or 1 when the node could not release everything (logged by the node).
-    """
-    code = 0
-    try:
-        if node.trigger_shutdown() != TransitionCallbackReturn.SUCCESS:
-            code = 1
-    except RuntimeError as exc:  # rclpy's RCLError: interrupted in the middle of a transition
-        node.get_logger().warn(f"no shutdown transition ({exc}): releasing directly")
-        code = 1 if node._release() else 0
-    finally:
-        executor.stop()
-        node.destroy_node()
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

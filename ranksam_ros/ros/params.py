@@ -18,8 +18,8 @@ from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParameters
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
-from ranksam_ros.config import NodeConfig
 from ranksam_ros.config_loader import from_dict, set_dotted, to_dict
+from ranksam_ros.node_config import NodeConfig
 
 # Parameters read at configure time only (model, engine, topics, QoS).
 STATIC_PREFIXES = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ranksam_ros.config import DepthConfig, TrackingConfig
+from ranksam_ros.node_config import DepthConfig, TrackingConfig
 from ranksam_ros.pipeline.depth3d import InstancePoints, IntrinsicsError, add_3d, instance_points
 from ranksam_ros.pipeline.result import Segmentation
 from ranksam_ros.ros.camera import CameraIO

@@ -99,6 +99,8 @@ def prepare_frame(
         cfg.color_jitter,
         cfg.min_zoom,
         cfg.ignore_label,
+        cfg.style_jitter,
+        cfg.grayscale_prob,
     )
     kind, severity = _pick_degradation(cfg, rng)
     if kind != "none":

@@ -15,7 +15,8 @@ from std_msgs.msg import Header
 from ranksam_ros.data.folder import read_rgb
 from ranksam_ros.ros.conversions import rgb_to_image
 from ranksam_ros.ros.executor import SpinningExecutor
-from ranksam_ros.ros.node import RankSamNode, shut_down
+from ranksam_ros.ros.main import shut_down
+from ranksam_ros.ros.node import RankSamNode
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES = sorted((ROOT / "ranksam_ros/assets/camvid_val/images").iterdir())

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ranksam_ros.config import NodeConfig
 from ranksam_ros.config_loader import from_dict
+from ranksam_ros.node_config import NodeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

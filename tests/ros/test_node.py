@@ -35,7 +35,8 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from ranksam_ros.data.folder import read_rgb  # noqa: E402
 from ranksam_ros.ros.conversions import msg_instance_mask  # noqa: E402
 from ranksam_ros.ros.executor import SpinningExecutor  # noqa: E402
-from ranksam_ros.ros.node import RankSamNode, run_autostart  # noqa: E402
+from ranksam_ros.ros.main import run_autostart  # noqa: E402
+from ranksam_ros.ros.node import RankSamNode  # noqa: E402
 
 
 def test_frames_in_masks_out_with_source_stamps(harness_factory):
@@ -190,7 +191,7 @@ def test_compressed_input_across_processes_with_a_params_file(ros_context, model
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     node = subprocess.Popen(
-        [sys.executable, "-m", "ranksam_ros.ros.node", "--ros-args", "--params-file", str(params)],
+        [sys.executable, "-m", "ranksam_ros.ros.main", "--ros-args", "--params-file", str(params)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -291,7 +292,7 @@ def test_autostart_reports_a_failed_configure(harness_factory, tmp_path, capfd):
 def _node_process(*ros_args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "ranksam_ros.ros.node", "--ros-args", *ros_args],
+        [sys.executable, "-m", "ranksam_ros.ros.main", "--ros-args", *ros_args],
         env=env,
         capture_output=True,
         text=True,

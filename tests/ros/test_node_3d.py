@@ -144,7 +144,7 @@ def test_3d_of_a_known_scene_across_processes(ros_context, confident_model_dir, 
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     node = subprocess.Popen(
-        [sys.executable, "-m", "ranksam_ros.ros.node", "--ros-args", "--params-file", str(params)],
+        [sys.executable, "-m", "ranksam_ros.ros.main", "--ros-args", "--params-file", str(params)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
