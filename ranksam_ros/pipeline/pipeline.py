@@ -217,9 +217,8 @@ class Pipeline:
             probs = frame.encoded.semantic[0]
             factor = max(1, round(probs.shape[-1] * CONFIDENCE_CELL / info.input_size))
             confidence, boxes = panoptic.thing_centres(probs, self.things, factor)
-            confidence = panoptic.inside_image(
-                confidence, frame.geometry
-            )  # no prompts in the padding
+            # No prompts in the padding.
+            confidence = panoptic.inside_image(confidence, frame.geometry)
             cfg = replace(cfg, smoothing_sigma=0.0)  # already a distance map: no smoothing
             found = find_peaks(confidence, cfg, frame.geometry.input_size)
             if self.cfg.thing_prompts != "box":

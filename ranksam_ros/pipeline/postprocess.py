@@ -61,8 +61,18 @@ def _support(
     return tuple(spans)
 
 
-def _key(info: ResizeInfo) -> tuple[tuple[int, int], tuple[int, int], int]:
-    return (tuple(info.source_hw), tuple(info.resized_hw), info.input_size)
+def _resampling(
+    logits: np.ndarray, info: ResizeInfo
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """Row and column matrices from ``(N, m, m)`` logits to ``info``'s source, and their spans.
+
+    Raises:
+        ValueError: the logits are not ``(N, m, m)``.
+    """
+    if logits.ndim != 3 or logits.shape[1] != logits.shape[2]:
+        raise ValueError(f"expected square low-res logits (N, m, m), got {logits.shape}")
+    key = (tuple(info.source_hw), tuple(info.resized_hw), info.input_size)
+    return (*_source_matrices(logits.shape[1], key), _support(logits.shape[1], key))
 
 
 def upscale_logits(logits: np.ndarray, info: ResizeInfo) -> np.ndarray:
@@ -71,12 +81,8 @@ def upscale_logits(logits: np.ndarray, info: ResizeInfo) -> np.ndarray:
     Equivalent to SAM's ``postprocess_masks``: upsample to the padded input, crop the
     padding, upsample to the source size.
     """
-    if logits.ndim != 3 or logits.shape[1] != logits.shape[2]:
-        raise ValueError(f"expected square low-res logits (N, m, m), got {logits.shape}")
-    key = _key(info)
-    rows, cols = _source_matrices(logits.shape[1], key)
+    rows, cols, (_, row_last, _, col_last) = _resampling(logits, info)
     # Low-res cells of the padding reach no source pixel: leave them out of the products.
-    _, row_last, _, col_last = _support(logits.shape[1], key)
     used_rows, used_cols = row_last[-1] + 1, col_last[-1] + 1
     rows, cols = rows[:, :used_rows], cols[:used_cols]
     low = logits[:, :used_rows, :used_cols].astype(np.float32)
@@ -109,11 +115,7 @@ def upscale_masks(
     Returns:
         ``(N, H, W)`` bool.
     """
-    if logits.ndim != 3 or logits.shape[1] != logits.shape[2]:
-        raise ValueError(f"expected square low-res logits (N, m, m), got {logits.shape}")
-    key = _key(info)
-    rows, cols = _source_matrices(logits.shape[1], key)
-    row_first, row_last, col_first, col_last = _support(logits.shape[1], key)
+    rows, cols, (row_first, row_last, col_first, col_last) = _resampling(logits, info)
     height, width = info.source_hw
     masks = np.zeros((len(logits), height, width), bool)
     for i, (low, cut) in enumerate(zip(logits, np.broadcast_to(cuts, len(logits)))):
