@@ -100,7 +100,7 @@ def _export_to_cache(args: argparse.Namespace) -> Path:
 
 
 def _cmd_make_bag(args: argparse.Namespace) -> int:
-    from ranksam_ros.bench.bags import make_bag
+    from ranksam_ros.bench.bag_writer import make_bag
 
     summary = make_bag(
         args.images,

@@ -135,7 +135,8 @@ def run_live_demo(
     depth: str | Path | None = None,
 ) -> dict:
     """Bag -> node (own process) -> benchmark report, then an offline pass for mIoU/overlays."""
-    from ranksam_ros.bench.bags import load_frames, make_bag
+    from ranksam_ros.bench.bag_writer import make_bag
+    from ranksam_ros.bench.bags import load_frames
     from ranksam_ros.bench.node_process import node_config, node_parameters
     from ranksam_ros.bench.offline import run_offline
     from ranksam_ros.bench.options import BenchOptions

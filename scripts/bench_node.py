@@ -14,7 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from ranksam_ros.bench.bags import make_bag
+from ranksam_ros.bench.bag_writer import make_bag
 from ranksam_ros.bench.options import BenchOptions
 from ranksam_ros.bench.report import plot_rss
 from ranksam_ros.bench.runner import run_bench

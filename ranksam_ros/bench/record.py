@@ -12,7 +12,8 @@ import threading
 from contextlib import ExitStack
 from pathlib import Path
 
-from ranksam_ros.bench.bags import IMAGE, bag_writer, open_bag, topic_table
+from ranksam_ros.bench.bag_writer import bag_writer
+from ranksam_ros.bench.bags import IMAGE, open_bag, topic_table
 from ranksam_ros.bench.typestore import ranksam_typestore
 
 MASKS = "ranksam_msgs/msg/SegmentationMasks"

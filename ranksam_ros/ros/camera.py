@@ -16,8 +16,8 @@ from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 
 from ranksam_ros.node_config import DepthConfig, InputConfig, OutputConfig, TrackingConfig
 from ranksam_ros.pipeline.tracking import Tracker
-from ranksam_ros.ros.conversions import BadImageError, image_to_rgb
 from ranksam_ros.ros.depth_input import DepthInput
+from ranksam_ros.ros.image_input import BadImageError, image_to_rgb
 from ranksam_ros.ros.qos import make_qos
 
 

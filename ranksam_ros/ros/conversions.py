@@ -1,8 +1,7 @@
-"""Conversions between ROS 2 messages and the pipeline's numpy arrays and results.
+"""Results and prompts as ROS 2 messages: masks, label, panoptic and task images, prompts in.
 
-This module and the node are the only places that import message types, so the rest of the
-package runs without ROS. Everything here is numpy views and vectorised copies: a 480x360 raw
-frame converts in microseconds (rgb8, a view) to about 0.15 ms (channel reorder, 2 CPU cores).
+Incoming camera frames are :mod:`ranksam_ros.ros.image_input`'s. These modules and the node
+are the only places that import message types, so the rest of the package runs without ROS.
 
 Sequence fields are assigned as ``array.array`` and fixed arrays as ``numpy`` arrays: Humble's
 generated setters (and Jazzy's with ``ROS_PYTHON_CHECK_FIELDS=1``) check a list or ``bytes``
@@ -12,27 +11,21 @@ element by element in Python, which costs tens of milliseconds per image.
 from __future__ import annotations
 
 import array
-import io
 import math
 import time
 from collections.abc import Mapping
 
 import numpy as np
 from geometry_msgs.msg import Point, Vector3
-from PIL import Image as PILImage
 from ranksam_msgs.msg import MaskInstance, Prompt, PromptArray, SegmentationMasks, StageTiming
-from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+from sensor_msgs.msg import Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from ranksam_ros.graph.preprocess import ResizeInfo
 from ranksam_ros.pipeline.postprocess import decode_rle, encode_rle, upscale_logits
 from ranksam_ros.pipeline.result import Instance, Segmentation
+from ranksam_ros.ros.image_input import gather_channels
 
-MAX_SIDE = 8192  # larger frames are rejected before any copy or decode
-CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-_RGB_ORDER = {"bgr8": (2, 1, 0), "rgba8": (0, 1, 2), "bgra8": (2, 1, 0), "mono8": (0, 0, 0)}
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Pipeline stage names (and node-side ones) -> StageTiming fields; repeated targets are summed.
 _TIMING_FIELDS = {
     "conversion": "conversion_ms",
@@ -49,126 +42,6 @@ _TIMING_FIELDS = {
     "tracking": "tracking_ms",
     "depth": "depth_ms",
 }
-
-
-class BadImageError(ValueError):
-    """An input image message that cannot be turned into an RGB frame (the reason says why)."""
-
-
-def check_image_size(width: int, height: int) -> None:
-    """Raise :class:`BadImageError` for a zero dimension or one above :data:`MAX_SIDE`."""
-    if width <= 0 or height <= 0:
-        raise BadImageError(f"image has a zero dimension ({width}x{height})")
-    if width > MAX_SIDE or height > MAX_SIDE:
-        raise BadImageError(f"image {width}x{height} exceeds the {MAX_SIDE}x{MAX_SIDE} limit")
-
-
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """Raw ``sensor_msgs/Image`` -> RGB frame.
-
-    Supports rgb8, bgr8, rgba8, bgra8 and mono8 (replicated to three channels). Row padding
-    (``step`` larger than ``width * channels``) is skipped; ``is_bigendian`` does not matter for
-    8-bit encodings. Alpha is dropped.
-
-    Args:
-        msg: The image message; ``msg.data`` holds ``step * height`` bytes.
-
-    Returns:
-        ``(H, W, 3)`` uint8, C-contiguous. For unpadded rgb8 it is a view of ``msg.data``
-        (no copy), so it is read-only when ``msg.data`` is ``bytes``.
-
-    Raises:
-        BadImageError: Unknown encoding, zero or oversized dimensions, ``step`` too small, or
-            fewer than ``step * height`` bytes of data.
-    """
-    encoding = msg.encoding.lower()
-    if encoding not in CHANNELS:
-        raise BadImageError(
-            f"unsupported encoding {msg.encoding!r}; expected one of {', '.join(CHANNELS)}"
-        )
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    check_image_size(width, height)
-    channels = CHANNELS[encoding]
-    row_bytes = width * channels
-    if step < row_bytes:
-        raise BadImageError(f"step {step} < width*channels = {width}*{channels} = {row_bytes}")
-    needed, got = step * height, len(msg.data)
-    if got == 0:
-        raise BadImageError(f"image has no pixel data (step*height = {needed} bytes expected)")
-    if got < needed:
-        raise BadImageError(
-            f"image data truncated: {got} bytes < step*height = {step}*{height} = {needed}"
-            f" ({got // step} complete rows)"
-        )
-    rows = np.frombuffer(msg.data, np.uint8, count=needed).reshape(height, step)
-    pixels = rows[:, :row_bytes].reshape(height, width, channels)
-    if encoding == "rgb8":
-        return np.ascontiguousarray(pixels)  # a view unless rows are padded
-    return _gather(pixels, _RGB_ORDER[encoding])
-
-
-def _gather(pixels: np.ndarray, order: tuple[int, int, int]) -> np.ndarray:
-    """``(H, W, C)`` -> C-contiguous ``(H, W, 3)`` with channel ``i`` = ``pixels[..., order[i]]``.
-
-    Three strided channel copies: numpy's fancy indexing or ``ascontiguousarray`` of a
-    reversed view are several times slower for a 3- or 4-element last axis.
-    """
-    out = np.empty(pixels.shape[:2] + (3,), np.uint8)
-    for channel, source in enumerate(order):
-        out[..., channel] = pixels[..., source]
-    return out
-
-
-def _compressed_format(msg: CompressedImage, head: bytes) -> str:
-    """The codec (JPEG or PNG) from the magic bytes; ``msg.format`` only sharpens errors."""
-    declared = msg.format.lower()
-    if head.startswith(_JPEG_MAGIC):
-        return "JPEG"
-    if head.startswith(_PNG_MAGIC):
-        return "PNG"
-    if "compresseddepth" in declared:
-        raise BadImageError(f"compressed depth images are not supported (format {msg.format!r})")
-    raise BadImageError(
-        f"compressed data is neither JPEG nor PNG (format {msg.format!r}, first bytes {head!r})"
-    )
-
-
-def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """``sensor_msgs/CompressedImage`` (JPEG or PNG) -> RGB frame.
-
-    The format comes from the data's magic bytes (``msg.format`` such as ``"rgb8; jpeg
-    compressed bgr8"`` only names the codec; the decoded pixels are RGB either way). The header
-    is read first and the size checked before the pixels are decoded, so a small file that
-    claims a huge image (a decompression bomb) costs nothing.
-
-    Args:
-        msg: The compressed image message.
-
-    Returns:
-        ``(H, W, 3)`` uint8, C-contiguous and read-only (grey and palette images are expanded,
-        alpha dropped).
-
-    Raises:
-        BadImageError: Empty, not JPEG/PNG, corrupt or truncated data, 16-bit or float
-            images, or zero/oversized dimensions.
-    """
-    data = bytes(msg.data)
-    if not data:
-        raise BadImageError("compressed image has no data")
-    fmt = _compressed_format(msg, data[:8])
-    try:
-        with PILImage.open(io.BytesIO(data), formats=[fmt]) as image:  # reads the header only
-            check_image_size(*image.size)
-            if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                raise BadImageError(f"{image.mode} (16-bit or float) images are not colour frames")
-            image.load()
-            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-    except BadImageError:
-        raise
-    except PILImage.DecompressionBombError as exc:  # Pillow's own, larger limit
-        raise BadImageError(f"{fmt} image is too large: {exc}") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BadImageError(f"corrupt {fmt} data ({len(data)} bytes): {exc}") from exc
 
 
 def _byte_array(values: np.ndarray) -> array.array:
@@ -194,7 +67,7 @@ def rgb_to_image(rgb: np.ndarray, header: Header, encoding: str = "rgb8") -> Ima
     if encoding not in ("rgb8", "bgr8"):
         raise ValueError(f"encoding must be rgb8 or bgr8, got {encoding!r}")
     height, width = rgb.shape[:2]
-    pixels = _gather(rgb, (2, 1, 0)) if encoding == "bgr8" else rgb
+    pixels = gather_channels(rgb, (2, 1, 0)) if encoding == "bgr8" else rgb
     msg = Image(header=header, height=height, width=width, encoding=encoding, step=3 * width)
     msg.data = _byte_array(pixels)
     return msg

@@ -14,7 +14,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from ranksam_ros.pipeline.depth3d import InstancePoints, Intrinsics, IntrinsicsError
-from ranksam_ros.ros.conversions import BadImageError, check_image_size
+from ranksam_ros.ros.image_input import BadImageError, check_image_size
 
 # Encoding -> (numpy dtype letter and size, scale to metres).
 DEPTH_ENCODINGS = {"16UC1": ("u2", 0.001), "32FC1": ("f4", 1.0)}

@@ -20,8 +20,8 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ranksam_ros.node_config import DepthConfig, InputConfig
 from ranksam_ros.pipeline.depth3d import Intrinsics, IntrinsicsError
-from ranksam_ros.ros.conversions import BadImageError
 from ranksam_ros.ros.depth_conversions import depth_to_metres, intrinsics_from_camera_info
+from ranksam_ros.ros.image_input import BadImageError
 from ranksam_ros.ros.qos import make_qos
 
 

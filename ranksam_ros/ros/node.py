@@ -24,7 +24,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from ranksam_ros.node_config import NodeConfig
 from ranksam_ros.pipeline.overlay import draw_overlay
 from ranksam_ros.pipeline.pipeline import Pipeline, PromptSet
-from ranksam_ros.ros import conversions, spatial
+from ranksam_ros.ros import conversions, image_input, spatial
 from ranksam_ros.ros.camera import CameraIO
 from ranksam_ros.ros.depth_conversions import point_cloud
 from ranksam_ros.ros.depth_input import stamp_ns
@@ -260,8 +260,8 @@ class RankSamNode(LifecycleNode):
         msg, rgb = item
         if rgb is None:
             try:
-                rgb = conversions.compressed_to_rgb(msg)
-            except conversions.BadImageError as exc:
+                rgb = image_input.compressed_to_rgb(msg)
+            except image_input.BadImageError as exc:
                 camera.reject(exc)
                 return
         if self._too_old(msg):
@@ -379,7 +379,7 @@ class RankSamNode(LifecycleNode):
             if pipeline is None:
                 raise RuntimeError("node is not configured")
             if request.image.width and request.image.height:
-                rgb = conversions.image_to_rgb(request.image)
+                rgb = image_input.image_to_rgb(request.image)
                 need_maps = pipeline.needs_prompt_maps(auto=prompts is None)
                 frame, header = pipeline.encode(rgb, need_maps=need_maps), request.image.header
             else:

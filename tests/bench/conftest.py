@@ -48,7 +48,7 @@ def micro_model_dir(tmp_path_factory, make_micro_model) -> Path:
 def labelled_bag(tmp_path_factory) -> Path:
     """The bundled frames as a compressed MCAP with a label topic (5 Hz stamps)."""
     pytest.importorskip("rosbags")
-    from ranksam_ros.bench.bags import make_bag
+    from ranksam_ros.bench.bag_writer import make_bag
 
     path = tmp_path_factory.mktemp("bags") / "camvid.mcap"
     make_bag(FRAMES / "images", path, 5.0, labels=FRAMES / "labels", compressed=True)

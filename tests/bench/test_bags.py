@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from ranksam_ros.bench import bags  # noqa: E402
+from ranksam_ros.bench import bag_writer, bags  # noqa: E402
 from ranksam_ros.bench.offline import decode_label, decode_rgb  # noqa: E402
 from ranksam_ros.bench.typestore import ranksam_typestore  # noqa: E402
 from ranksam_ros.cli import main  # noqa: E402
@@ -23,7 +23,7 @@ IMAGES = sorted((FRAMES / "images").iterdir())
 @pytest.mark.parametrize("compressed", [False, True], ids=["raw", "compressed"])
 def test_make_bag_round_trip(tmp_path, storage, compressed):
     out = tmp_path / "bag"
-    summary = bags.make_bag(
+    summary = bag_writer.make_bag(
         FRAMES / "images",
         out,
         4.0,
@@ -80,7 +80,7 @@ def test_missing_and_corrupt_bags_are_reported(tmp_path):
     with pytest.raises(bags.BagError, match="not a readable rosbag2 bag"):
         bags.load_frames(folder)
     good = tmp_path / "good.mcap"
-    bags.make_bag(FRAMES / "images", good, 5.0, compressed=True)
+    bag_writer.make_bag(FRAMES / "images", good, 5.0, compressed=True)
     truncated = tmp_path / "truncated.mcap"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(bags.BagError):
@@ -91,14 +91,14 @@ def _bag_with(tmp_path, topics: dict[str, str], stamp_sec: int = 0):
     """A bag with one message per topic (String or Image with the given stamp)."""
     store = ranksam_typestore()
     out = tmp_path / "odd.mcap"
-    with bags.bag_writer(out) as writer:
+    with bag_writer.bag_writer(out) as writer:
         for topic, msgtype in topics.items():
             connection = writer.add_connection(topic, msgtype, typestore=store)
             if msgtype == "std_msgs/msg/String":
                 msg = store.types[msgtype](data="hello")
             else:
-                header = bags._header(store, stamp_sec * 1_000_000_000, "cam")
-                msg = bags._image(store, np.zeros((4, 6, 3), np.uint8), header, "rgb8")
+                header = bag_writer._header(store, stamp_sec * 1_000_000_000, "cam")
+                msg = bag_writer._image(store, np.zeros((4, 6, 3), np.uint8), header, "rgb8")
             for index in range(3):
                 writer.write(connection, index + 1, store.serialize_cdr(msg, msgtype))
     return out

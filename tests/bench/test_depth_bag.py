@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 
 pytest.importorskip("rosbags")
 
-from ranksam_ros.bench import bags  # noqa: E402
+from ranksam_ros.bench import bag_writer, bags  # noqa: E402
 from ranksam_ros.bench.depth_bag import CAMERA_INFO, pinhole_k  # noqa: E402
 from ranksam_ros.bench.typestore import ranksam_typestore  # noqa: E402
 
@@ -39,7 +39,7 @@ def _depth_folder(root: Path, shape=(H, W)) -> Path:
 def depth_bag(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("depth-bag")
     out = root / "camvid_depth.mcap"
-    bags.make_bag(
+    bag_writer.make_bag(
         FRAMES / "images", out, 5.0, compressed=True, depth=_depth_folder(root), fov_deg=70.0
     )
     return out

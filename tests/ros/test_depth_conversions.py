@@ -15,7 +15,7 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from ranksam_ros.pipeline.depth3d import InstancePoints, Intrinsics, IntrinsicsError  # noqa: E402
-from ranksam_ros.ros.conversions import BadImageError, segmentation_to_msg  # noqa: E402
+from ranksam_ros.ros.conversions import segmentation_to_msg  # noqa: E402
 from ranksam_ros.ros.depth_conversions import (  # noqa: E402
     camera_info,
     depth_image,
@@ -24,6 +24,7 @@ from ranksam_ros.ros.depth_conversions import (  # noqa: E402
     point_cloud,
     read_point_cloud,
 )
+from ranksam_ros.ros.image_input import BadImageError  # noqa: E402
 
 HEADER = Header(frame_id="cam")
 

@@ -21,12 +21,12 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from ranksam_ros.ros.conversions import (  # noqa: E402
-    image_to_rgb,
     label_image,
     msg_instance_mask,
     rgb_to_image,
     segmentation_to_msg,
 )
+from ranksam_ros.ros.image_input import image_to_rgb  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
