@@ -11,11 +11,17 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
 from ranksam_msgs.msg import SegmentationMasks
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
 
+from ranksam_ros.graph.preprocess import ResizeInfo
 from ranksam_ros.node_config import DepthConfig, InputConfig, OutputConfig, TrackingConfig
+from ranksam_ros.pipeline.result import Segmentation
 from ranksam_ros.pipeline.tracking import Tracker
+from ranksam_ros.ros import conversions
+from ranksam_ros.ros.depth_conversions import point_cloud
 from ranksam_ros.ros.depth_input import DepthInput
 from ranksam_ros.ros.image_input import BadImageError, image_to_rgb
 from ranksam_ros.ros.qos import make_qos
@@ -223,3 +229,27 @@ class CameraIO:
             return False
         self.last_overlay = now
         return True
+
+    def publish_maps(
+        self,
+        result: Segmentation,
+        task_maps: dict[str, np.ndarray],
+        geometry: ResizeInfo,
+        header: Header,
+        points: np.ndarray | None,
+    ) -> None:
+        """Publish the frame's images (labels, semantic, panoptic, tasks) and point cloud.
+
+        Each goes out only where its publisher exists (the output parameters chose them);
+        ``~/masks`` is the node's, published last so its timing covers these.
+        """
+        if points is not None:
+            self.points_pub.publish(point_cloud(points, header))
+        if self.label_pub is not None:
+            self.label_pub.publish(conversions.label_image(result.instance_ids, header))
+        if self.semantic_pub is not None:
+            self.semantic_pub.publish(conversions.label_image(result.semantic, header))
+        if self.panoptic_pub is not None and result.panoptic is not None:
+            self.panoptic_pub.publish(conversions.panoptic_image(result.panoptic, header))
+        for task, values in task_maps.items():
+            self.task_pubs[task].publish(conversions.task_image(task, values, geometry, header))

@@ -4,9 +4,8 @@ configure: check parameter names, read parameters, load the backend (failure -> 
 FAILURE); activate: subscribe; deactivate: unsubscribe; cleanup: release everything.
 Subscriptions only drop the newest frame into a slot; one worker thread runs the model on the
 newest frame of each camera (several cameras share one loaded model) and publishes, so queues
-never build up. After segmenting, the worker gives the instances track ids (one tracker per
-camera) and, with ``depth.enabled``, 3D from the depth image paired by stamp
-(``ros/spatial.py``), outside the model lock.
+never build up. Track ids and 3D (``ros/spatial.py``) are added outside the model lock; each
+camera publishes its images (``CameraIO.publish_maps``), the node ``~/masks`` last.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from ranksam_ros.pipeline.overlay import draw_overlay
 from ranksam_ros.pipeline.pipeline import Pipeline, PromptSet
 from ranksam_ros.ros import conversions, image_input, spatial
 from ranksam_ros.ros.camera import CameraIO
-from ranksam_ros.ros.depth_conversions import point_cloud
 from ranksam_ros.ros.depth_input import stamp_ns
 from ranksam_ros.ros.diagnostics import diagnostics_message
 from ranksam_ros.ros.entities import destroy_all
@@ -327,17 +325,7 @@ class RankSamNode(LifecycleNode):
             external if prompts is not None else None,
             depth_stamp_ns=extras.depth_stamp_ns,
         )
-        if extras.points is not None:
-            camera.points_pub.publish(point_cloud(extras.points, msg.header))
-        if camera.label_pub is not None:
-            camera.label_pub.publish(conversions.label_image(result.instance_ids, msg.header))
-        if camera.semantic_pub is not None:
-            camera.semantic_pub.publish(conversions.label_image(result.semantic, msg.header))
-        if camera.panoptic_pub is not None and result.panoptic is not None:
-            camera.panoptic_pub.publish(conversions.panoptic_image(result.panoptic, msg.header))
-        for task, values in task_maps.items():
-            image = conversions.task_image(task, values, frame.geometry, msg.header)
-            camera.task_pubs[task].publish(image)
+        camera.publish_maps(result, task_maps, frame.geometry, msg.header, extras.points)
         out.timing.message_ms = (time.perf_counter() - built) * 1000.0
         out.timing.total_ms = (time.perf_counter() - start) * 1000.0
         camera.masks_pub.publish(out)
