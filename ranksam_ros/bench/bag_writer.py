@@ -107,21 +107,6 @@ def _header(store, stamp_ns: int, frame_id: str):
     return types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
 
 
-def _image(store, pixels: np.ndarray, header, encoding: str):
-    height, width = pixels.shape[:2]
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    data = np.ascontiguousarray(pixels, np.uint8).reshape(-1)
-    return store.types[IMAGE](
-        header=header,
-        height=height,
-        width=width,
-        encoding=encoding,
-        is_bigendian=0,
-        step=width * channels,
-        data=data,
-    )
-
-
 def _jpeg(store, rgb: np.ndarray, header, quality: int):
     buffer = io.BytesIO()
     PILImage.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
@@ -198,7 +183,7 @@ def make_bag(
             header = _header(store, stamp, frame_id)
             rgb = read_rgb(path)
             msg = _jpeg(store, rgb, header, jpeg_quality) if compressed else None
-            msg = msg or _image(store, rgb, header, "rgb8")
+            msg = msg or depth_bag.image_message(store, header, rgb, "rgb8")
             if depth_conn is not None:  # before the frame, as a driver publishes them
                 for kind, item in depth_bag.frame_messages(
                     store, header, rgb.shape[:2], depth_paths[index], camera_info, fov_deg
@@ -207,7 +192,9 @@ def make_bag(
                     writer.write(target, stamp, store.serialize_cdr(item, kind))
             writer.write(camera, stamp, store.serialize_cdr(msg, msgtype))
             if label_conn is not None:
-                label = _image(store, read_label(label_paths[index]), header, "mono8")
+                label = depth_bag.image_message(
+                    store, header, read_label(label_paths[index]), "mono8"
+                )
                 writer.write(label_conn, stamp, store.serialize_cdr(label, IMAGE))
     topics = {topic: {"type": msgtype, "count": len(files)}}
     if label_paths is not None:

@@ -101,9 +101,13 @@ def calibration_k(path: Path, width: int, height: int) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-def depth_message(store, header, pixels: np.ndarray, encoding: str):
-    """A rosbags ``Image`` of depth ``pixels`` (little-endian, unpadded)."""
-    height, width = pixels.shape
+def image_message(store, header, pixels: np.ndarray, encoding: str):
+    """A rosbags ``Image`` of ``(H, W)`` or ``(H, W, C)`` ``pixels`` (little-endian, unpadded).
+
+    Colour, label and depth frames of a bag are all written through this one builder.
+    """
+    height, width = pixels.shape[:2]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     data = np.ascontiguousarray(pixels.astype(pixels.dtype.newbyteorder("<"))).view(np.uint8)
     return store.types[DEPTH_IMAGE](
         header=header,
@@ -111,7 +115,7 @@ def depth_message(store, header, pixels: np.ndarray, encoding: str):
         width=width,
         encoding=encoding,
         is_bigendian=0,
-        step=width * pixels.itemsize,
+        step=width * channels * pixels.itemsize,
         data=data.reshape(-1),
     )
 
@@ -166,7 +170,7 @@ def frame_messages(
     else:
         k = pinhole_k(width, height, fov_deg)
     info = camera_info_message(store, header, width, height, k)
-    return [(DEPTH_IMAGE, depth_message(store, header, pixels, encoding)), (CAMERA_INFO, info)]
+    return [(DEPTH_IMAGE, image_message(store, header, pixels, encoding)), (CAMERA_INFO, info)]
 
 
 def pick_depth_topics(table: dict[str, tuple[str, int]]) -> dict[str, str]:

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from ranksam_ros.bench import bag_writer, bags  # noqa: E402
+from ranksam_ros.bench import bag_writer, bags, depth_bag  # noqa: E402
 from ranksam_ros.bench.offline import decode_label, decode_rgb  # noqa: E402
 from ranksam_ros.bench.typestore import ranksam_typestore  # noqa: E402
 from ranksam_ros.cli import main  # noqa: E402
@@ -98,7 +98,7 @@ def _bag_with(tmp_path, topics: dict[str, str], stamp_sec: int = 0):
                 msg = store.types[msgtype](data="hello")
             else:
                 header = bag_writer._header(store, stamp_sec * 1_000_000_000, "cam")
-                msg = bag_writer._image(store, np.zeros((4, 6, 3), np.uint8), header, "rgb8")
+                msg = depth_bag.image_message(store, header, np.zeros((4, 6, 3), np.uint8), "rgb8")
             for index in range(3):
                 writer.write(connection, index + 1, store.serialize_cdr(msg, msgtype))
     return out
